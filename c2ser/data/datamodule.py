@@ -1,0 +1,120 @@
+"""LightningDataModule for utterance-level emotion classification from audio (the baseline job).
+
+Splits come from the manifest's ``split`` field (train/val/test), so one manifest describes the
+whole corpus. Every audio file is checked once in :meth:`setup` (existence + readable header):
+bad entries are a clear :class:`BadInputError` or, with ``skip_bad``, a counted, printed skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from c2ser.data.audio import AudioError, audio_seconds, load_audio
+from c2ser.data.batching import DynamicBucketSampler, pad_batch
+from c2ser.data.manifest import BadInputError, SkipReport, Utterance, read_manifest
+from c2ser.data.mel import log_mel
+from c2ser.data.table import manifest_table, with_decoder
+from c2ser.evaluation.metrics import EMOTIONS
+
+
+class AudioClassificationDataModule(pl.LightningDataModule):
+    """Log-mel + label batches: ``{"mel" (B,T,80), "mel_mask" (B,T) True=pad, "label" (B,), "id"}``.
+
+    Args:
+        manifest: jsonl manifest with ``split`` fields.
+        labels: class names; an utterance whose emotion is not among them is bad input.
+        max_frames: padded mel frames per batch (dynamic batching; 100 frames = 1 s).
+        demo_corpus: if given and ``manifest`` is missing, kwargs for
+            :func:`c2ser.data.demo.build_demo_corpus` to synthesise it first (the demo job).
+    """
+
+    def __init__(
+        self,
+        manifest: str,
+        labels: Sequence[str] = EMOTIONS,
+        audio_root: str | None = None,
+        max_frames: int = 6000,
+        max_seconds: float = 30.0,
+        num_workers: int = 0,
+        skip_bad: bool = False,
+        seed: int = 0,
+        demo_corpus: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.manifest, self.labels = Path(manifest), list(labels)
+        self.audio_root, self.max_frames, self.max_seconds = audio_root, max_frames, max_seconds
+        self.num_workers, self.skip_bad, self.seed = num_workers, skip_bad, seed
+        self.demo_corpus = dict(demo_corpus) if demo_corpus else None
+        self.splits: dict[str, list[Utterance]] = {}
+        self.lengths: dict[str, list[int]] = {}
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Sizes the model needs from the data (the runner passes them to the model config)."""
+        return {"num_classes": len(self.labels)}
+
+    def prepare_data(self) -> None:
+        if not self.manifest.exists() and self.demo_corpus is not None:
+            from c2ser.data.demo import build_demo_corpus
+
+            build_demo_corpus(self.manifest.parent, **self.demo_corpus)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        report = SkipReport()
+        utts = read_manifest(self.manifest, self.audio_root, self.skip_bad, self.labels, report)
+        for u in utts:
+            try:
+                seconds = audio_seconds(u.wav)
+                if seconds > self.max_seconds:
+                    raise AudioError(f"{u.wav}: {seconds:.1f} s exceeds max_seconds={self.max_seconds}")
+            except AudioError as e:
+                if not self.skip_bad:
+                    raise BadInputError(f"{e} (set data.skip_bad=true to skip bad entries)") from None
+                report.add(u.id, str(e))
+                continue
+            self.splits.setdefault(u.split or "train", []).append(u)
+            self.lengths.setdefault(u.split or "train", []).append(int(seconds * 100))
+        if report:
+            for line in report.items:
+                print(f"skip: {line}")
+            print(f"{self.manifest}: {report.summary()}")
+        if "train" not in self.splits:
+            raise BadInputError(f"{self.manifest}: no utterance with split 'train'")
+
+    def _decode(self, row: dict[str, Any]) -> dict[str, Any]:
+        wav = load_audio(row["wav"], max_seconds=self.max_seconds)
+        return {"id": row["id"], "mel": log_mel(wav), "label": self.labels.index(row["emotion"])}
+
+    @staticmethod
+    def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+        mel, mask = pad_batch([s["mel"] for s in samples])
+        return {"mel": mel, "mel_mask": mask, "label": torch.tensor([s["label"] for s in samples]),
+                "id": [s["id"] for s in samples]}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        split = split if split in self.splits else "val" if split == "test" else split
+        utts = self.splits.get(split)
+        if not utts:
+            raise BadInputError(f"{self.manifest}: no utterance with split {split!r}")
+        table = with_decoder(manifest_table(utts), self._decode)
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        sampler = DynamicBucketSampler(self.lengths[split], self.max_frames, shuffle=shuffle,
+                                       seed=self.seed, num_replicas=world, rank=rank)
+        return DataLoader(table, batch_sampler=sampler, collate_fn=self.collate,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

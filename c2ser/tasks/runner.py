@@ -1,0 +1,106 @@
+"""The training recipe behind ``python train.py``: compose, fit, test, record.
+
+1. seed everything; 2. instantiate ``data`` and ask it for the sizes the model needs
+(``model_kwargs()``); 3. instantiate ``model`` (an ``nn.Module``) and ``task`` (the
+LightningModule wrapping it); 4. build the trainer from ``trainer`` + ``strategy`` + ``callbacks``
++ ``logger`` (+ optional ``plugins``); 5. fit, resuming when asked; 6. test the best checkpoint;
+7. write ``metrics.json`` (all logged scalars) into the run directory, atomically, so that sweeps
+and reports read plain files.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from c2ser.utils.io import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_group(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a dict-shaped group (callbacks, loggers, plugins)."""
+    if not cfg:
+        return []
+    return [hydra.utils.instantiate(c) for c in cfg.values() if c is not None and "_target_" in c]
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """``last``: resume from ``<run>/checkpoints/last.ckpt`` (error if absent); ``auto``: resume
+    when it exists, else start fresh; any other string is a checkpoint path."""
+    if ckpt_path in (None, "", "none"):
+        return None
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path == "auto":
+        return str(last) if last.exists() else None
+    if ckpt_path == "last":
+        if not last.exists():
+            raise FileNotFoundError(f"ckpt_path=last but {last} does not exist")
+        return str(last)
+    return ckpt_path
+
+
+def scalar_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items()
+            if isinstance(v, float | int | torch.Tensor) and torch.as_tensor(v).numel() == 1}
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one training job described by a composed Hydra config; returns its final metrics."""
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    extra = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
+    model = hydra.utils.instantiate(cfg.model, **extra)
+    task: pl.LightningModule = hydra.utils.instantiate(cfg.task, model=model)
+
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        strategy=hydra.utils.instantiate(cfg.strategy),
+        callbacks=_instantiate_group(cfg.get("callbacks")),
+        logger=_instantiate_group(cfg.get("logger")) or False,
+        plugins=_instantiate_group(cfg.get("plugins")) or None,
+    )
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        for lg in trainer.loggers:
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    metrics: dict[str, float] = {}
+    if cfg.get("train", True):
+        ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
+        if ckpt:
+            log.info("resuming from %s", ckpt)
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt)
+        metrics.update(scalar_metrics(trainer))
+    if cfg.get("test", False) and type(task).test_step is not pl.LightningModule.test_step:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if cfg.trainer.get("fast_dev_run") or not best:
+            best = None
+        trainer.test(task, datamodule=datamodule, ckpt_path=best, weights_only=False)
+        metrics.update(scalar_metrics(trainer))
+    if trainer.is_global_zero:
+        write_json_atomic(output_dir / "metrics.json", metrics)
+        summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+        log.info("metrics: %s", summary)
+        print(f"\nrun dir: {output_dir}\nmetrics: {summary}")
+    return metrics
+
+
+def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The value a sweeper (Optuna) optimises, named by ``optimized_metric`` in the config."""
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise KeyError(f"optimized_metric {name!r} not among logged metrics {sorted(metrics)}")
+    return metrics[name]
