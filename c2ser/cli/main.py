@@ -49,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; finished outputs are kept, rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            "interrupted; finished outputs are kept, rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
 
 

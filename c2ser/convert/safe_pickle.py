@@ -64,7 +64,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         full = f"{module}.{name}"
         is_storage = module == "torch" and name.endswith("Storage")
         is_dtype = module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)
-        if (module, name) in _ALLOWED or full.startswith(_ALLOWED_PREFIXES) or is_storage or is_dtype:
+        if (
+            (module, name) in _ALLOWED
+            or full.startswith(_ALLOWED_PREFIXES)
+            or is_storage
+            or is_dtype
+        ):
             return super().find_class(module, name)
         return _opaque_class(module, name)
 
@@ -79,8 +84,11 @@ restricted_pickle = types.SimpleNamespace(
 
 def load_checkpoint(path: str | os.PathLike) -> Any:
     """Load an official checkpoint safely; tensors are memory-mapped where the format allows."""
-    kwargs: dict[str, Any] = {"map_location": "cpu", "weights_only": False,
-                              "pickle_module": restricted_pickle}
+    kwargs: dict[str, Any] = {
+        "map_location": "cpu",
+        "weights_only": False,
+        "pickle_module": restricted_pickle,
+    }
     try:
         return torch.load(os.fspath(path), mmap=True, **kwargs)
     except RuntimeError as e:  # legacy (non-zip) files cannot be memory-mapped

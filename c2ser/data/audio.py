@@ -31,11 +31,7 @@ def load_audio(
     ``max_seconds`` refuses longer files with a clear error instead of truncating them silently;
     callers that can process long audio in chunks pass ``None``.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise AudioError(f"{path}: audio file not found")
-    if os.path.getsize(path) == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
+    path = _check_file(path)
     try:
         wav, sr = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:
@@ -52,10 +48,20 @@ def load_audio(
     return np.ascontiguousarray(wav, dtype=np.float32)
 
 
+def _check_file(path: str | os.PathLike) -> str:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise AudioError(f"{path}: audio file not found")
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    return path
+
+
 def audio_seconds(path: str | os.PathLike) -> float:
     """Duration from the header only (cheap; used for length bucketing and validation)."""
+    path = _check_file(path)
     try:
-        info = sf.info(os.fspath(path))
+        info = sf.info(path)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioError(f"{path}: cannot read audio header ({e})") from None
     return info.frames / info.samplerate

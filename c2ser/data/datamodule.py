@@ -73,10 +73,14 @@ class AudioClassificationDataModule(pl.LightningDataModule):
             try:
                 seconds = audio_seconds(u.wav)
                 if seconds > self.max_seconds:
-                    raise AudioError(f"{u.wav}: {seconds:.1f} s exceeds max_seconds={self.max_seconds}")
+                    raise AudioError(
+                        f"{u.wav}: {seconds:.1f} s exceeds max_seconds={self.max_seconds}"
+                    )
             except AudioError as e:
                 if not self.skip_bad:
-                    raise BadInputError(f"{e} (set data.skip_bad=true to skip bad entries)") from None
+                    raise BadInputError(
+                        f"{e} (set data.skip_bad=true to skip bad entries)"
+                    ) from None
                 report.add(u.id, str(e))
                 continue
             self.splits.setdefault(u.split or "train", []).append(u)
@@ -95,8 +99,12 @@ class AudioClassificationDataModule(pl.LightningDataModule):
     @staticmethod
     def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         mel, mask = pad_batch([s["mel"] for s in samples])
-        return {"mel": mel, "mel_mask": mask, "label": torch.tensor([s["label"] for s in samples]),
-                "id": [s["id"] for s in samples]}
+        return {
+            "mel": mel,
+            "mel_mask": mask,
+            "label": torch.tensor([s["label"] for s in samples]),
+            "id": [s["id"] for s in samples],
+        }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         split = split if split in self.splits else "val" if split == "test" else split
@@ -104,11 +112,24 @@ class AudioClassificationDataModule(pl.LightningDataModule):
         if not utts:
             raise BadInputError(f"{self.manifest}: no utterance with split {split!r}")
         table = with_decoder(manifest_table(utts), self._decode)
-        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
-        sampler = DynamicBucketSampler(self.lengths[split], self.max_frames, shuffle=shuffle,
-                                       seed=self.seed, num_replicas=world, rank=rank)
-        return DataLoader(table, batch_sampler=sampler, collate_fn=self.collate,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        world, rank = (
+            (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        )
+        sampler = DynamicBucketSampler(
+            self.lengths[split],
+            self.max_frames,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+        )
+        return DataLoader(
+            table,
+            batch_sampler=sampler,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

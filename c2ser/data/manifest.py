@@ -61,7 +61,10 @@ class Utterance:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        row = {"index": self.id, **{k: v for k, v in asdict(self).items() if k not in ("id", "extra")}}
+        row = {
+            "index": self.id,
+            **{k: v for k, v in asdict(self).items() if k not in ("id", "extra")},
+        }
         row = {k: v for k, v in row.items() if v is not None}
         return {**row, **self.extra}
 
@@ -115,7 +118,9 @@ def _parse_jsonl_line(line: str, labels: set[str] | None) -> Utterance:
     if missing:
         raise BadInputError(f"missing field(s) {', '.join(missing)}")
     if labels is not None and row.get("emotion") not in labels:
-        raise BadInputError(f"unknown label {row.get('emotion')!r} (expected one of {sorted(labels)})")
+        raise BadInputError(
+            f"unknown label {row.get('emotion')!r} (expected one of {sorted(labels)})"
+        )
     return Utterance.from_json(row)
 
 

@@ -22,14 +22,18 @@ class LogMelClassifier(nn.Module):
     ) -> None:
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv1d(n_mels, dim, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv1d(dim, dim, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv1d(n_mels, dim, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv1d(dim, dim, 3, stride=2, padding=1),
+            nn.GELU(),
         )
-        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout, batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 4 * dim, dropout, batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.head = nn.Sequential(nn.LayerNorm(2 * dim), nn.Dropout(dropout),
-                                  nn.Linear(2 * dim, num_classes))
+        self.head = nn.Sequential(
+            nn.LayerNorm(2 * dim), nn.Dropout(dropout), nn.Linear(2 * dim, num_classes)
+        )
 
     def forward(self, mel: torch.Tensor, mel_mask: torch.Tensor) -> torch.Tensor:
         """mel (B, T, n_mels), mel_mask (B, T) True=pad -> logits (B, num_classes)."""

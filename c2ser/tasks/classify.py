@@ -72,12 +72,17 @@ class ClassificationTask(pl.LightningModule):
         if self.trainer.is_global_zero:
             out = Path(self.trainer.default_root_dir)
             write_json_atomic(out / "test_report.json", report)
-            plot_confusion(report["confusion"], self.labels, out / "test_confusion.png",
-                           title=f"test UA {100 * report['ua']:.1f}%")
+            plot_confusion(
+                report["confusion"],
+                self.labels,
+                out / "test_confusion.png",
+                title=f"test UA {100 * report['ua']:.1f}%",
+            )
 
     def configure_optimizers(self) -> dict:
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
-                                weight_decay=self.hparams.weight_decay)
+        opt = torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
         warmup = max(1, self.hparams.warmup_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

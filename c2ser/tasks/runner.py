@@ -47,8 +47,11 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
 
 
 def scalar_metrics(trainer: pl.Trainer) -> dict[str, float]:
-    return {k: float(v) for k, v in trainer.callback_metrics.items()
-            if isinstance(v, float | int | torch.Tensor) and torch.as_tensor(v).numel() == 1}
+    return {
+        k: float(v)
+        for k, v in trainer.callback_metrics.items()
+        if isinstance(v, float | int | torch.Tensor) and torch.as_tensor(v).numel() == 1
+    }
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

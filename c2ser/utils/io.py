@@ -79,5 +79,7 @@ def record_benchmark(
     block = f"{begin}\n## {section}\n\n{markdown.strip()}\n{end}\n"
     old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block
+    new = (
+        pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block
+    )
     return atomic_write_text(path, new)
