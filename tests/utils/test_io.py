@@ -1,0 +1,21 @@
+import numpy as np
+
+from c2ser.utils.io import atomic_save_npy, atomic_write_text, record_benchmark
+
+
+def test_atomic_writes_leave_no_temp_files(tmp_path):
+    atomic_write_text(tmp_path / "a" / "x.txt", "hello")
+    atomic_save_npy(tmp_path / "a" / "f.npy", np.arange(6).reshape(2, 3))
+    assert (tmp_path / "a" / "x.txt").read_text() == "hello"
+    assert np.load(tmp_path / "a" / "f.npy").tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["f.npy", "x.txt"]
+
+
+def test_record_benchmark_replaces_only_its_section(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    record_benchmark("A", "first", path)
+    record_benchmark("B", "other", path)
+    record_benchmark("A", "second", path)
+    text = path.read_text()
+    assert "second" in text and "first" not in text and "other" in text
+    assert text.count("## A") == 1 and text.index("## A") < text.index("## B")
