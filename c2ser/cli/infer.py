@@ -1,0 +1,60 @@
+"""``c2ser infer``: C2SER-LLM generation over a manifest -> results.jsonl.
+
+Batched (left padding, KV cache) in eval mode; resumable (ids already in --out are skipped);
+utterances with missing audio or features are reported and skipped. Each row holds the raw text,
+the parsed emotion, the reference emotion/language and the timing. ``--decoding official`` is the
+release's stochastic 4-beam sampling (repeatable with --seed); greedy and beam are deterministic.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "infer",
+        help="generate C2SER-LLM descriptions/emotions for a manifest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="model directory (save_pretrained/convert)")
+    p.add_argument("--manifest", required=True, help="jsonl manifest or Kaldi wav.scp")
+    p.add_argument("--stage", type=int, choices=[1, 2], default=1, help="1 explicit, 2 implicit")
+    p.add_argument("--out", required=True, help="results.jsonl (appended to; reruns resume)")
+    p.add_argument("--features", help="directory of Emotion2Vec-S <id>.npy utterance features")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--decoding", choices=["greedy", "beam", "official"], default="greedy")
+    p.add_argument("--max-new-tokens", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--audio-root", help="directory that relative wav paths are resolved against")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="LLM dtype override")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from c2ser.evaluation.parse import parse_emotion
+    from c2ser.inference.generate import run_inference
+
+    overrides = {"llm_dtype": args.dtype} if args.dtype else {}
+    summary = run_inference(
+        args.checkpoint,
+        args.manifest,
+        args.out,
+        stage=args.stage,
+        features=args.features,
+        batch_size=args.batch_size,
+        decoding=args.decoding,
+        seed=args.seed,
+        audio_root=args.audio_root,
+        device=args.device,
+        max_new_tokens=args.max_new_tokens,
+        parse=parse_emotion,
+        **overrides,
+    )
+    for line in summary.failed.items:
+        print(f"failed: {line}")
+    rate = summary.done / summary.seconds if summary.seconds else 0.0
+    print(f"{args.out}: {summary.line()}; {summary.tokens} tokens, {rate:.2f} utt/s")
+    return 0  # per-utterance failures are reported above; the rest of the run is complete

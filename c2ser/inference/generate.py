@@ -1,0 +1,289 @@
+"""Batched, resumable C2SER-LLM inference over a manifest -> ``results.jsonl``.
+
+Utterances are sorted by duration (longest first, so memory problems show at once and padding
+stays low) and generated in batches with left padding and a KV cache, in eval mode under
+``torch.inference_mode``. Each finished batch is appended to the results file in one write + fsync;
+a rerun skips ids already there (a line cut by a crash is dropped and redone). Missing audio or
+features are reported and skipped per utterance, never losing the rest of the batch.
+
+Decoding presets (``DECODING``):
+
+* ``greedy`` (default) and ``beam`` (4 beams, repetition penalty 1.05) are deterministic;
+* ``official`` is the release's setting: 4 beams *with sampling*, ``top_p=0`` / ``top_k=0``
+  (so 2 candidates per beam survive), repetition penalty 1.05 over generated tokens, at most 400
+  new tokens. It is stochastic; the seed (set before every batch) makes a run repeatable, but
+  outputs also depend on batch composition.
+
+Output rows: ``index, text`` (raw generation), ``emotion`` (reference, if known), ``language``,
+``pred_emotion`` (from the ``parse`` callable, e.g. :func:`c2ser.evaluation.parse.parse_emotion`),
+``n_tokens`` and ``seconds`` (the utterance's share of its batch's wall time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from c2ser.data.audio import AudioError, audio_seconds, load_audio
+from c2ser.data.batching import pad_batch
+from c2ser.data.manifest import BadInputError, SkipReport, Utterance, read_manifest
+from c2ser.data.mel import log_mel
+from c2ser.models.c2ser_llm import C2SER, C2SERConfig
+from c2ser.models.prompts import prompt_for
+from c2ser.models.tokenizer import load_tokenizer
+
+DECODING: dict[str, dict[str, Any]] = {
+    "greedy": dict(num_beams=1, do_sample=False),
+    "beam": dict(num_beams=4, do_sample=False, repetition_penalty=1.05),
+    "official": dict(
+        num_beams=4, do_sample=True, top_p=0.0, top_k=0, temperature=1.0,
+        repetition_penalty=1.05, length_penalty=1.0, min_length=1,
+    ),
+}  # fmt: skip
+MAX_NEW_TOKENS = 400
+
+Parser = Callable[[str, str | None], str | None]
+
+
+@dataclass
+class InferenceSummary:
+    """What a run did: ``done`` new rows, ``skipped`` ids already in the results, ``failed``."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: SkipReport = field(default_factory=SkipReport)
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        fails = self.failed.summary().replace("skipped", "failed", 1)
+        return f"done {self.done}, skipped {self.skipped} (already in results), {fails}"
+
+
+def run_inference(
+    model: C2SER | str | os.PathLike,
+    manifest: str | os.PathLike | list[Utterance],
+    out: str | os.PathLike,
+    stage: int = 1,
+    features: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    decoding: str = "greedy",
+    seed: int = 0,
+    audio_root: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    parse: Parser | None = None,
+    progress: bool = True,
+    **model_overrides: Any,
+) -> InferenceSummary:
+    """Generate for every utterance of ``manifest`` not yet in ``out``; see the module docstring.
+
+    Args:
+        model: a loaded :class:`C2SER` (used on its own device) or a directory for
+            :meth:`C2SER.from_pretrained` (``model_overrides`` go to it, e.g.
+            ``llm_dtype="float32"``), loaded on ``device`` (default: cuda when available).
+        manifest: jsonl / wav.scp path (bad lines are reported as failed) or utterances.
+        features: directory of Emotion2Vec-S ``<id>.npy`` files, (>= 10, 768) each; required
+            when the model uses them.
+        decoding: a key of ``DECODING``.
+        parse: ``parse(text, language) -> emotion | None`` filling ``pred_emotion``.
+    """
+    if decoding not in DECODING:
+        raise ValueError(f"decoding must be one of {sorted(DECODING)}, got {decoding!r}")
+    if isinstance(model, C2SER):
+        device = next(model.parameters()).device
+    else:
+        if not (Path(model) / "config.json").is_file():
+            raise BadInputError(f"{model}: not a c2ser model directory (no config.json)")
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model = C2SER.from_pretrained(model, device=device, **model_overrides)
+    model.eval()
+    if model.config.use_ssl and (features is None or not Path(features).is_dir()):
+        raise BadInputError(
+            f"this model uses Emotion2Vec-S utterance features: pass their directory "
+            f"(<id>.npy files from `c2ser extract`){f'; {features} not found' if features else ''}"
+        )
+    summary = InferenceSummary()
+    if isinstance(manifest, list):
+        utts = manifest
+    else:
+        utts = read_manifest(manifest, audio_root=audio_root, skip_bad=True, report=summary.failed)
+    out = Path(out)
+    todo = _pending(utts, _finished_ids(out), model.config, summary)
+    tokenizer = load_tokenizer()
+    prompt = tokenizer.encode(prompt_for(stage), add_special_tokens=False)
+    gen = {**DECODING[decoding], "max_new_tokens": max_new_tokens}
+    feature_dir = Path(features) if features is not None else None
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc=f"infer stage {stage}", unit="utt", disable=not progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(todo), batch_size):
+        items = []
+        for _, utt in todo[start : start + batch_size]:
+            try:
+                items.append(_load_item(utt, model, feature_dir))
+            except BadInputError as e:
+                summary.failed.add(utt.id, str(e))
+        rows = _generate_rows(model, items, prompt, gen, seed, device, tokenizer, parse, summary)
+        _append_rows(out, rows)
+        summary.done += len(rows)
+        summary.tokens += sum(r["n_tokens"] for r in rows)
+        summary.seconds += sum(r["seconds"] for r in rows)
+        bar.update(len(todo[start : start + batch_size]))
+    bar.close()
+    return summary
+
+
+def _pending(
+    utts: list[Utterance], finished: set[str], cfg: C2SERConfig, summary: InferenceSummary
+) -> list[tuple[float, Utterance]]:
+    """(seconds, utterance) still to do, longest first; unreadable or too long ones fail."""
+    todo = []
+    for utt in utts:
+        if utt.id in finished:
+            summary.skipped += 1
+            continue
+        try:
+            seconds = audio_seconds(utt.wav)
+        except AudioError as e:
+            summary.failed.add(utt.id, f"audio: {e}")
+            continue
+        if cfg.use_whisper and seconds > cfg.max_audio_seconds:
+            summary.failed.add(utt.id, f"too long: {seconds:.1f} s > {cfg.max_audio_seconds:g} s")
+            continue
+        todo.append((seconds, utt))
+    return sorted(todo, key=lambda x: -x[0])
+
+
+def _load_item(utt: Utterance, model: C2SER, feature_dir: Path | None) -> dict[str, Any]:
+    """Mel and features of one utterance; a :class:`BadInputError` says what is missing."""
+    cfg = model.config
+    item: dict[str, Any] = {"utt": utt, "mel": None, "ssl": None}
+    if cfg.use_whisper:
+        try:
+            item["mel"] = log_mel(load_audio(utt.wav), n_mels=cfg.n_mels)
+        except AudioError as e:
+            raise BadInputError(f"audio: {e}") from None
+    if cfg.use_ssl:
+        item["ssl"] = _load_ssl(feature_dir / f"{utt.id}.npy", cfg.ssl_tokens, cfg.ssl_dim)
+    return item
+
+
+def _load_ssl(path: Path, tokens: int, dim: int) -> torch.Tensor:
+    """The first ``tokens`` rows of an Emotion2Vec-S ``.npy`` (official: exactly (10, 768))."""
+    if not path.is_file():
+        raise BadInputError(f"features: missing Emotion2Vec-S features {path}")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise BadInputError(f"features: {path} unreadable ({e})") from None
+    if x.ndim != 2 or x.shape[0] < tokens or x.shape[1] != dim:
+        raise BadInputError(f"features: {path} has shape {x.shape}, expected ({tokens}, {dim})")
+    return torch.from_numpy(np.ascontiguousarray(x[:tokens], dtype=np.float32))
+
+
+def collate_items(
+    items: list[dict[str, Any]], device: torch.device
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """(mel, mel_mask, ssl) of the batch contract from loaded items."""
+    mel = mask = ssl = None
+    if items[0]["mel"] is not None:
+        mel, mask = pad_batch([it["mel"] for it in items])
+        mel, mask = mel.to(device), mask.to(device)
+    if items[0]["ssl"] is not None:
+        ssl = torch.stack([it["ssl"] for it in items]).to(device)
+    return mel, mask, ssl
+
+
+def _generate_rows(
+    model: C2SER,
+    items: list[dict[str, Any]],
+    prompt: list[int],
+    gen: dict[str, Any],
+    seed: int,
+    device: torch.device,
+    tokenizer: Any,
+    parse: Parser | None,
+    summary: InferenceSummary,
+) -> list[dict[str, Any]]:
+    """Generate one batch; if the batch fails as a whole, retry its items one at a time."""
+    if not items:
+        return []
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    try:
+        ids = model.generate(*collate_items(items, device), [prompt] * len(items), **gen)
+    except (RuntimeError, ValueError) as e:
+        if len(items) == 1:
+            summary.failed.add(items[0]["utt"].id, f"generation failed: {e}")
+            return []
+        return [
+            row
+            for it in items
+            for row in _generate_rows(
+                model, [it], prompt, gen, seed, device, tokenizer, parse, summary
+            )
+        ]
+    share = (time.perf_counter() - t0) / len(items)
+    rows = []
+    for it, seq in zip(items, ids):
+        utt, text = it["utt"], tokenizer.decode(seq, skip_special_tokens=True)
+        rows.append(
+            {
+                "index": utt.id,
+                "text": text,
+                "emotion": utt.emotion,
+                "language": utt.language,
+                "pred_emotion": parse(text, utt.language) if parse else None,
+                "n_tokens": len(seq),
+                "seconds": round(share, 4),
+            }
+        )
+    return rows
+
+
+def _finished_ids(path: Path) -> set[str]:
+    """Ids already in ``path``; a trailing line cut by a crash is removed (and redone)."""
+    if not path.is_file():
+        return set()
+    raw = path.read_bytes()
+    lines = raw.splitlines(keepends=True)
+    ids, good = set(), 0
+    for n, line in enumerate(lines, 1):
+        try:
+            ids.add(str(json.loads(line)["index"]))
+        except (ValueError, KeyError, TypeError):
+            if n < len(lines):
+                raise BadInputError(f"{path}:{n}: corrupt results line; fix or remove it") from None
+            break
+        good += len(line)
+    if good < len(raw) or (raw and not raw.endswith(b"\n")):
+        from c2ser.utils.io import atomic_write_bytes
+
+        atomic_write_bytes(path, raw[:good].rstrip(b"\n") + b"\n" if good else b"")
+    return ids
+
+
+def _append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Append whole lines in one write, then fsync: a crash loses at most a partial last line."""
+    if not rows:
+        return
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)

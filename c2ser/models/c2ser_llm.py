@@ -1,0 +1,487 @@
+"""C2SER-LLM: Whisper encoder + Emotion2Vec-S tokens -> connector -> Qwen2 with LoRA.
+
+Data flow (B batch; widths for ``c2ser_7b``)::
+
+    mel (B, T, 80) --SpeechEncoder--> (B, T/2, 1024) --Downsampler--> (B, T/8, 1024)
+    ssl (B, 10, 768) --zero-pad to 1024 (or Linear when the encoder is narrower)--> (B, 10, 1024)
+    [ssl ; speech] --Connector--> --projection--> (B, 10 + T/8, 3584)
+    LLM input per row: [prompt][BOS][ssl x 10 ; speech][EOS][target]
+
+Rows are packed left-aligned (right padding for training, left padding for generation) with
+contiguous positions over the valid tokens. The official training forward right-pads each block
+separately (holes in the mask, positions = cumsum(mask) - 1): with masked holes and contiguous
+positions both give the same attention, so the packed layout is equivalent and cheaper.
+
+**Batch contract** (what the SFT datamodule yields and :mod:`c2ser.inference.generate` builds)::
+
+    mel         (B, T, 80) float32 from c2ser.data.mel.log_mel, right-padded
+    mel_mask    (B, T) bool, True = padding
+    ssl         (B, 10, 768) float32 Emotion2Vec-S utterance rows, or None when use_ssl=False
+    prompt_ids  list[list[int]]   raw prompt text ids (no template, no special tokens)
+    target_ids  list[list[int]]   target ids ending with EOD_ID 151643 (absent at inference)
+    ids, emotion, language        metadata lists (ignored by the model)
+
+The Qwen2 base LLM is always frozen; LoRA and every speech-side part are trainable by default
+(the official ``link_and_encoder_and_lora`` recipe), each switchable with :meth:`set_trainable`.
+Speech-side parameters stay float32; the LLM runs in ``llm_dtype`` and the projected speech
+embeddings are cast to it (no reliance on autocast).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from c2ser.models.adapter import Connector, Downsampler
+from c2ser.models.speech_encoder import SpeechEncoder, encoder_config
+from c2ser.models.tokenizer import EOD_ID
+
+PARAM_GROUPS = ("encoder", "downsampler", "connector", "projection", "speech_embeddings", "lora")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj")
+CONFIG_FILE, WEIGHTS_FILE, LLM_SUBDIR = "config.json", "model.safetensors", "llm"
+
+
+@dataclass
+class C2SERConfig:
+    """Every size and switch of the model (defaults: the released C2SER, ``conf/model/c2ser_7b``).
+
+    ``llm_path`` is a local Qwen2 directory (no hub access); ``llm_config`` instead builds a random
+    Qwen2 from a config dict (tests, demos). ``encoder_init`` optionally initialises the speech
+    encoder from a transformers Whisper directory (e.g. the converted tiny.en of ``c2ser_demo``).
+    ``use_whisper=False`` is the official training forward's ``only_ssl=True`` (the paper's "w/o
+    Whisper" ablation); ``use_ssl=False`` is "w/o Emotion2Vec-S". Emotion2Vec-S rows are
+    zero-padded to the encoder width as released; an encoder narrower than ``ssl_dim`` (tiny and
+    demo models) gets a Linear ``ssl_proj`` instead. Audio longer than the encoder's 30 s window is
+    encoded in 30 s chunks; above ``max_audio_seconds`` it is refused. ``trainable`` lists the
+    PARAM_GROUPS that train; ``gradient_checkpointing`` covers the encoder and the LLM.
+    """
+
+    n_mels: int = 80
+    encoder_dim: int = 1024
+    encoder_layers: int = 24
+    encoder_heads: int = 16
+    encoder_ffn: int = 4096
+    encoder_max_positions: int = 1500
+    encoder_init: str | None = None
+    connector_layers: int = 4
+    connector_heads: int = 4
+    connector_ffn: int = 2560
+    connector_max_positions: int = 5000
+    dropout: float = 0.1
+    use_whisper: bool = True
+    use_ssl: bool = True
+    ssl_dim: int = 768
+    ssl_tokens: int = 10
+    llm_path: str | None = None
+    llm_config: dict[str, Any] | None = None
+    llm_dtype: str = "bfloat16"
+    attn_implementation: str | None = None
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    trainable: list[str] = field(default_factory=lambda: list(PARAM_GROUPS))
+    max_audio_seconds: float = 300.0
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.use_whisper or self.use_ssl):
+            raise ValueError("use_whisper and use_ssl cannot both be False: no speech input left")
+        if (self.llm_path is None) == (self.llm_config is None):
+            raise ValueError("give exactly one of llm_path (local Qwen2 dir) and llm_config")
+        steps = self.ssl_tokens * self.use_ssl + self.use_whisper * self.max_audio_seconds * 12.5
+        if steps > self.connector_max_positions:
+            raise ValueError(
+                f"max_audio_seconds={self.max_audio_seconds} needs {steps:.0f} connector positions "
+                f"> connector_max_positions={self.connector_max_positions}"
+            )
+        unknown = set(self.trainable) - set(PARAM_GROUPS)
+        if unknown:
+            raise ValueError(f"unknown trainable groups {sorted(unknown)}; known: {PARAM_GROUPS}")
+
+
+class C2SER(nn.Module):
+    """The C2SER-LLM (see module docstring for shapes, layout and the batch contract)."""
+
+    def __init__(self, config: C2SERConfig | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        self.config = cfg = config or C2SERConfig(**kwargs)
+        d = cfg.encoder_dim
+        self.encoder = SpeechEncoder(
+            encoder_config(
+                d, cfg.encoder_layers, cfg.encoder_heads, cfg.encoder_ffn, cfg.n_mels,
+                cfg.encoder_max_positions, cfg.dropout,
+            )
+        )  # fmt: skip
+        if cfg.encoder_init:
+            load_whisper_encoder(self.encoder, cfg.encoder_init)
+        self.downsampler = Downsampler(d)
+        self.ssl_proj = nn.Linear(cfg.ssl_dim, d) if cfg.use_ssl and cfg.ssl_dim > d else None
+        self.connector = Connector(
+            d, cfg.connector_layers, cfg.connector_heads, cfg.connector_ffn, cfg.dropout,
+            cfg.connector_max_positions,
+        )  # fmt: skip
+        self.llm = _load_llm(cfg)
+        hidden = self.llm.get_input_embeddings().embedding_dim
+        self.projection = nn.Linear(d, hidden)
+        self.speech_embed = nn.Embedding(2, hidden)  # official speech_token_emded rows 4097, 4098
+        nn.init.normal_(self.speech_embed.weight, std=0.02)  # LLM embedding scale, not N(0, 1)
+        if cfg.gradient_checkpointing:
+            for module in (self.encoder, self._base_llm()):
+                _enable_checkpointing(module)
+        self.set_trainable(cfg.trainable)
+
+    # ----------------------------------------------------------------- trainable parts
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters per group (PARAM_GROUPS, plus the always-frozen base ``llm``)."""
+        lora = [p for n, p in self.llm.named_parameters() if "lora_" in n]
+        lora_ids = {id(p) for p in lora}
+        return {
+            "encoder": [
+                p for n, p in self.encoder.named_parameters() if "embed_positions" not in n
+            ],
+            "downsampler": list(self.downsampler.parameters()),
+            "connector": [
+                *self.connector.parameters(),
+                *(self.ssl_proj or nn.Module()).parameters(),
+            ],
+            "projection": list(self.projection.parameters()),
+            "speech_embeddings": list(self.speech_embed.parameters()),
+            "lora": lora,
+            "llm": [p for p in self.llm.parameters() if id(p) not in lora_ids],
+        }
+
+    def set_trainable(self, groups: Iterable[str]) -> None:
+        """Train exactly ``groups`` (names from PARAM_GROUPS); everything else is frozen.
+
+        Whisper's sinusoidal positions and the base LLM always stay frozen, and so do the encoder
+        and downsampler when ``use_whisper=False`` (unused parameters would break DDP).
+        """
+        groups = set(groups)
+        if groups - set(PARAM_GROUPS):
+            raise ValueError(f"unknown groups {sorted(groups - set(PARAM_GROUPS))}")
+        if not self.config.use_whisper:
+            groups -= {"encoder", "downsampler"}
+        for p in self.parameters():
+            p.requires_grad_(False)
+        for name, params in self.param_groups().items():
+            for p in params:
+                p.requires_grad_(name in groups)
+        self.config.trainable = [g for g in PARAM_GROUPS if g in groups]
+
+    def trainable_groups(self) -> list[str]:
+        """Names of the groups with trainable parameters, in PARAM_GROUPS order."""
+        return [n for n, ps in self.param_groups().items() if ps and ps[0].requires_grad]
+
+    # ----------------------------------------------------------------- speech -> LLM embeddings
+    def encode_speech(
+        self, mel: torch.Tensor | None, mel_mask: torch.Tensor | None, ssl: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> speech embeddings (B, S, H) in the LLM dtype, left-aligned, and (B,) lengths."""
+        cfg, parts = self.config, []
+        batch = (ssl if mel is None else mel).shape[0]
+        lengths = torch.zeros(batch, dtype=torch.long, device=self.projection.weight.device)
+        if cfg.use_ssl:
+            if ssl is None:
+                raise ValueError(
+                    "this model uses Emotion2Vec-S features but the batch has ssl=None"
+                )
+            ssl = ssl[:, : cfg.ssl_tokens].to(self.projection.weight)
+            d = cfg.encoder_dim
+            parts.append(
+                self.ssl_proj(ssl) if self.ssl_proj else F.pad(ssl, (0, d - ssl.shape[-1]))
+            )
+            lengths = lengths + cfg.ssl_tokens
+        if cfg.use_whisper:
+            if mel is None or mel_mask is None:
+                raise ValueError("this model uses the Whisper encoder but the batch has no mel")
+            frames = (~mel_mask).sum(1)
+            if frames.max() > cfg.max_audio_seconds * 100:
+                raise ValueError(
+                    f"audio of {frames.max() / 100:.1f} s exceeds max_audio_seconds="
+                    f"{cfg.max_audio_seconds:g}; split it or raise the limit"
+                )
+            x, pad = self.encoder(mel.to(self.projection.weight), mel_mask)
+            x, speech_lengths = self.downsampler(x, (~pad).sum(1))
+            parts.append(x[:, : int(speech_lengths.max())])
+            lengths = lengths + speech_lengths
+        x = torch.cat(parts, dim=1)
+        x = self.projection(self.connector(x, lengths))
+        return x.to(self.llm.get_input_embeddings().weight.dtype), lengths
+
+    def assemble(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        prompt_ids: list[list[int]],
+        target_ids: list[list[int]] | None = None,
+        left_pad: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pack ``[prompt][BOS][speech][EOS][target]`` rows.
+
+        Returns ``(inputs_embeds (B, L, H), attention_mask (B, L) long, position_ids (B, L),
+        labels (B, L))``; labels are -100 except on target tokens (unshifted, HF convention).
+        """
+        targets = target_ids or [[] for _ in prompt_ids]
+        dev = speech.device
+        embed = self.llm.get_input_embeddings()
+        flat = [i for p, t in zip(prompt_ids, targets) for i in (*p, *t)]
+        flat = torch.tensor(flat, dtype=torch.long, device=dev)
+        text = (
+            embed(flat)
+            .to(speech.dtype)
+            .split([len(p) + len(t) for p, t in zip(prompt_ids, targets)])
+        )
+        bos, eos = self.speech_embed.weight.to(speech.dtype).split(1)
+        rows, labels = [], []
+        for b, (p, t) in enumerate(zip(prompt_ids, targets)):
+            s = int(speech_lengths[b])
+            rows.append(torch.cat([text[b][: len(p)], bos, speech[b, :s], eos, text[b][len(p) :]]))
+            labels.append(torch.tensor([-100] * (len(p) + s + 2) + list(t), device=dev))
+        lengths = torch.tensor([len(r) for r in rows], device=dev)
+        n = int(lengths.max())
+        pos = torch.arange(n, device=dev)[None, :]
+        mask = pos < lengths[:, None]
+        if left_pad:
+            mask = mask.flip(1)
+            rows, labels = [r.flip(0) for r in rows], [lab.flip(0) for lab in labels]
+        embeds = nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        label_t = nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=-100)
+        if left_pad:
+            embeds, label_t = embeds.flip(1), label_t.flip(1)
+        position_ids = (mask.long().cumsum(1) - 1).clamp(min=0)
+        return embeds, mask.long(), position_ids, label_t
+
+    # ----------------------------------------------------------------- training / scoring
+    def forward(
+        self,
+        mel: torch.Tensor | None,
+        mel_mask: torch.Tensor | None,
+        ssl: torch.Tensor | None,
+        prompt_ids: list[list[int]],
+        target_ids: list[list[int]],
+        return_logits: bool = False,
+    ) -> CausalLMOutputWithPast:
+        """Teacher-forced pass: ``.loss`` is the token-mean cross-entropy over target tokens.
+
+        The LM head is applied only where a target token is predicted (a 152k-way softmax over
+        the speech and prompt positions would be wasted memory); ``return_logits=True`` also
+        returns full ``(B, L, V)`` logits in the packed layout of :meth:`assemble`.
+        """
+        speech, lengths = self.encode_speech(mel, mel_mask, ssl)
+        embeds, mask, position_ids, labels = self.assemble(speech, lengths, prompt_ids, target_ids)
+        base = self._base_llm()
+        hidden = base.model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        head = base.get_output_embeddings()
+        shifted = labels[:, 1:]
+        sel = shifted != -100
+        loss = None
+        if sel.any():
+            logits_sel = head(hidden[:, :-1][sel]).float()
+            loss = F.cross_entropy(logits_sel, shifted[sel])
+        return CausalLMOutputWithPast(loss=loss, logits=head(hidden) if return_logits else None)
+
+    # ----------------------------------------------------------------- inference
+    @torch.inference_mode()
+    def generate(
+        self,
+        mel: torch.Tensor | None,
+        mel_mask: torch.Tensor | None,
+        ssl: torch.Tensor | None,
+        prompt_ids: list[list[int]],
+        max_new_tokens: int = 400,
+        num_beams: int = 1,
+        do_sample: bool = False,
+        **gen: Any,
+    ) -> list[list[int]]:
+        """Batched generation (left padding, KV cache, eval mode); new token ids per row.
+
+        Returned ids stop before the first ``EOD_ID`` (151643). ``gen`` goes to a fresh
+        ``GenerationConfig`` (e.g. ``repetition_penalty``, ``top_p``), so nothing is inherited
+        from the LLM directory's ``generation_config.json``. Greedy batched output equals
+        one-at-a-time output.
+        """
+        from transformers import GenerationConfig
+
+        was_training = self.training
+        self.eval()
+        try:
+            speech, lengths = self.encode_speech(mel, mel_mask, ssl)
+            embeds, mask, _, _ = self.assemble(speech, lengths, prompt_ids, left_pad=True)
+            config = GenerationConfig(
+                max_new_tokens=max_new_tokens,
+                num_beams=num_beams,
+                do_sample=do_sample,
+                eos_token_id=EOD_ID,
+                pad_token_id=EOD_ID,
+                **gen,
+            )
+            with warnings.catch_warnings():  # penalising generated ids only is the official way
+                warnings.filterwarnings("ignore", "Passing `repetition_penalty`", UserWarning)
+                out = self.llm.generate(
+                    inputs_embeds=embeds, attention_mask=mask, generation_config=config
+                )
+        finally:
+            self.train(was_training)
+        result = []
+        for row in out.tolist():
+            result.append(row[: row.index(EOD_ID)] if EOD_ID in row else row)
+        return result
+
+    # ----------------------------------------------------------------- persistence
+    def _base_llm(self) -> nn.Module:
+        return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything except the frozen base LLM: the whole speech side (small, and needed to
+        rebuild the model whatever was frozen) plus LoRA. This is what checkpoints store."""
+        return {k: v for k, v in self.state_dict().items() if not _is_base_llm_key(k)}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`trainable_state_dict`; fails loudly on missing or unexpected keys."""
+        expected = set(self.trainable_state_dict())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise KeyError(
+                f"checkpoint mismatch: missing {missing[:8]}, unexpected {unexpected[:8]}"
+            )
+        self.load_state_dict(state, strict=False)
+
+    def save_pretrained(self, out_dir: str | os.PathLike, trainable_only: bool = True) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (:meth:`trainable_state_dict`).
+
+        The base LLM is referenced by its path; it is written once into ``out_dir/llm`` when it
+        has no path (random ``llm_config``) or when ``trainable_only=False``.
+        """
+        from safetensors.torch import save_file
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        cfg = asdict(self.config)
+        if self.config.llm_path is None or not trainable_only:
+            save_base_llm(self._base_llm(), out / LLM_SUBDIR)
+            cfg.update(llm_path=LLM_SUBDIR, llm_config=None)
+        else:
+            cfg["llm_path"] = str(Path(self.config.llm_path).resolve())
+        state = {k: v.detach().contiguous().cpu() for k, v in self.trainable_state_dict().items()}
+        save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+        (out / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
+        return out
+
+    @classmethod
+    def from_pretrained(
+        cls, model_dir: str | os.PathLike, device: str | torch.device | None = None, **overrides
+    ) -> C2SER:
+        """Load a directory written by :meth:`save_pretrained` or ``c2ser convert c2ser-llm``.
+
+        ``overrides`` replace config fields (e.g. ``llm_dtype="float32"``, ``llm_path=...``).
+        A relative ``llm_path`` is resolved against ``model_dir``.
+        """
+        from safetensors.torch import load_file
+
+        model_dir = Path(model_dir)
+        if not (model_dir / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{model_dir}: no {CONFIG_FILE}; not a c2ser model directory")
+        raw = json.loads((model_dir / CONFIG_FILE).read_text())
+        known = {f.name for f in fields(C2SERConfig)}
+        cfg = {k: v for k, v in raw.items() if k in known} | overrides
+        if cfg.get("llm_path") and not Path(cfg["llm_path"]).is_absolute():
+            cfg["llm_path"] = str(model_dir / cfg["llm_path"])
+        cfg["encoder_init"] = None  # the saved weights hold the whole speech side
+        model = cls(C2SERConfig(**cfg))
+        model.load_trainable_state_dict(load_file(str(model_dir / WEIGHTS_FILE)))
+        return model.to(device) if device is not None else model
+
+
+def _enable_checkpointing(model: nn.Module) -> None:
+    """Non-reentrant activation checkpointing (works when only LoRA or only adapters train)."""
+    enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x
+    (enable or model.gradient_checkpointing_enable)({"use_reentrant": False})
+
+
+def _is_base_llm_key(key: str) -> bool:
+    return key.startswith("llm.") and "lora_" not in key
+
+
+def _load_llm(cfg: C2SERConfig) -> nn.Module:
+    """Qwen2 causal LM from a local directory (or a random one from ``llm_config``) + LoRA."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    dtype = getattr(torch, cfg.llm_dtype)
+    kw = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
+    if cfg.llm_path is not None:
+        if not (Path(cfg.llm_path) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{cfg.llm_path}: no Qwen2 checkpoint (config.json) here; set llm_path "
+                "(paths.llm_dir / $C2SER_LLM_DIR) to a local Qwen2 directory"
+            )
+        llm = AutoModelForCausalLM.from_pretrained(cfg.llm_path, dtype=dtype, **kw)
+    else:
+        llm_cfg = dict(cfg.llm_config)
+        llm_config = AutoConfig.for_model(llm_cfg.pop("model_type", "qwen2"), **llm_cfg)
+        llm = AutoModelForCausalLM.from_config(llm_config, dtype=dtype, **kw)
+    llm.requires_grad_(False)
+    if cfg.lora_r <= 0:
+        return llm
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_targets),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    with warnings.catch_warnings():  # peft still asks for a name transformers 5 deprecates
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        return get_peft_model(llm, lora)
+
+
+def save_base_llm(llm: nn.Module, out_dir: str | os.PathLike) -> Path:
+    """Write the base weights of a (possibly LoRA-wrapped) causal LM as a HF directory."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {
+        k.replace(".base_layer", ""): v.detach().contiguous().cpu()
+        for k, v in llm.state_dict().items()
+        if "lora_" not in k
+    }
+    if llm.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    llm.config.save_pretrained(out)
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+def load_whisper_encoder(encoder: SpeechEncoder, whisper_dir: str | os.PathLike) -> None:
+    """Copy the encoder of a transformers Whisper directory (safetensors) into ``encoder``."""
+    from safetensors import safe_open
+
+    path = Path(whisper_dir) / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found; convert a Whisper model first, e.g. "
+            f"`c2ser convert whisper-ct2 {whisper_dir}` for the bundled tiny.en"
+        )
+    state = {}
+    with safe_open(str(path), "pt") as f:
+        for key in f.keys():  # noqa: SIM118 (safe_open is not a Mapping)
+            for prefix in ("model.encoder.", "encoder."):
+                if key.startswith(prefix):
+                    state[key[len(prefix) :]] = f.get_tensor(key)
+    encoder.load_state_dict(state, strict=True)

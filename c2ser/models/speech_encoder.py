@@ -1,0 +1,91 @@
+"""Whisper encoder on unpadded, variable-length log-mel with a key-padding mask.
+
+The official C2SER encoder (wenet ``TransformerEncoder``, ``conv1d2`` subsampling,
+``abs_pos_whisper``) has exactly the shapes and maths of Whisper's encoder and its weights map 1:1
+onto transformers' :class:`WhisperEncoder`; only the behaviour differs: C2SER feeds each utterance
+at its own length with key masking, while Whisper pads every input to 30 s. This subclass keeps
+Whisper's modules (so Whisper checkpoints load unchanged) and replaces ``forward``:
+
+* positions are sliced to the subsampled length T' = ceil(T / 2);
+* padded frames are zeroed after the first convolution, so a batch row equals the same utterance
+  encoded alone (the second convolution sees the zeros it would see at a real sequence end);
+* input longer than Whisper's window (2 x ``max_source_positions`` frames = 30 s) is cut into 30 s
+  chunks that are encoded independently and concatenated in time, instead of failing.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import WhisperConfig
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+
+def encoder_config(
+    d_model: int = 1024,
+    layers: int = 24,
+    heads: int = 16,
+    ffn: int = 4096,
+    n_mels: int = 80,
+    max_source_positions: int = 1500,
+    dropout: float = 0.1,
+) -> WhisperConfig:
+    """A ``WhisperConfig`` for the encoder only (defaults: Whisper-medium = the C2SER encoder)."""
+    return WhisperConfig(
+        num_mel_bins=n_mels,
+        d_model=d_model,
+        encoder_layers=layers,
+        encoder_attention_heads=heads,
+        encoder_ffn_dim=ffn,
+        max_source_positions=max_source_positions,
+        dropout=dropout,
+        activation_dropout=dropout,
+        attention_dropout=0.0,
+        activation_function="gelu",
+    )
+
+
+class SpeechEncoder(WhisperEncoder):
+    """``(B, T, n_mels)`` mel + ``(B, T)`` padding mask -> ``(B, T', d)`` states + ``(B, T')`` mask."""
+
+    @property
+    def window(self) -> int:
+        """Frames per encoder window (3000 = 30 s for Whisper)."""
+        return self.max_source_positions * self.conv1.stride[0] * self.conv2.stride[0]
+
+    def forward(  # type: ignore[override]
+        self, mel: torch.Tensor, padding_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode; ``padding_mask`` is True at padded frames (both in and out)."""
+        lengths = (~padding_mask).sum(1)
+        b, t, c = mel.shape
+        w = self.window
+        if t <= w:
+            x = self._encode(mel, lengths)
+        else:  # 30 s chunks as extra batch rows; all-padding chunks are skipped, then zeros
+            n = -(-t // w)
+            chunks = F.pad(mel, (0, 0, 0, n * w - t)).reshape(b * n, w, c)
+            starts = torch.arange(n, device=mel.device) * w
+            chunk_len = (lengths[:, None] - starts).clamp(0, w).reshape(-1)
+            keep = chunk_len > 0
+            x = mel.new_zeros(b * n, w // 2, self.config.d_model)
+            x[keep] = self._encode(chunks[keep], chunk_len[keep]).to(x.dtype)
+            x = x.reshape(b, n * (w // 2), -1)  # full chunks give w/2 frames: no holes
+        out_len = (lengths + 1) // 2
+        x = x[:, : int(out_len.max())]
+        return x, torch.arange(x.shape[1], device=x.device)[None, :] >= out_len[:, None]
+
+    def _encode(self, mel: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """One window (T <= ``self.window``) per row; rows are right-padded to a common T."""
+        valid = torch.arange(mel.shape[1], device=mel.device)[None, :] < lengths[:, None]
+        x = (mel * valid[..., None]).transpose(1, 2).to(self.conv1.weight.dtype)
+        x = F.gelu(self.conv1(x)) * valid[:, None, :]
+        x = F.gelu(self.conv2(x)).transpose(1, 2)
+        x = x + self.embed_positions.weight[: x.shape[1]]
+        x = F.dropout(x, p=self.dropout, training=self.training)
+        pad = torch.arange(x.shape[1], device=x.device)[None, :] >= ((lengths + 1) // 2)[:, None]
+        bias = torch.zeros(pad.shape, dtype=x.dtype, device=x.device)
+        bias = bias.masked_fill(pad, torch.finfo(x.dtype).min)[:, None, None, :]
+        for layer in self.layers:
+            x = layer(x, bias)
+        return self.layer_norm(x)
