@@ -1,0 +1,224 @@
+"""Raw-waveform batches for Emotion2Vec-S pretraining, mixing labelled and unlabelled speech.
+
+Emotion2Vec-S is semi-supervised: the self-supervised losses use every utterance, the category
+loss only the labelled ones. :class:`MixedBatchSampler` puts a fixed share of labelled utterances
+into every batch (``labelled_fraction``), so the category loss sees labels at every step however
+large the unlabelled pool is. Batches::
+
+    {"wav" (B, L) float32, "padding_mask" (B, L) True=pad, "label" (B,) class index or -1, "id"}
+
+Training crops each utterance at a random offset to ``crop_seconds`` (fairseq's
+``max_sample_size``); validation takes the first ``crop_seconds`` so its loss is comparable
+across epochs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from c2ser.data.audio import SAMPLE_RATE, AudioError, audio_seconds, load_audio
+from c2ser.data.batching import pad_batch
+from c2ser.data.manifest import BadInputError, SkipReport, read_manifest
+from c2ser.evaluation.metrics import EMOTIONS
+
+
+class MixedBatchSampler(Sampler[list[int]]):
+    """Batches of indices into ``[labelled..., unlabelled...]`` with ``round(labelled_fraction *
+    batch_size)`` labelled items each (all of one kind when the other pool is empty).
+
+    Each pool is walked in a fresh random order and restarted when used up, so small labelled
+    sets are revisited more often than large unlabelled ones. ``set_epoch`` reseeds; ``rank``
+    gives each distributed process its own stream.
+    """
+
+    def __init__(
+        self,
+        n_labelled: int,
+        n_unlabelled: int,
+        batch_size: int,
+        labelled_fraction: float = 0.5,
+        num_batches: int | None = None,
+        seed: int = 0,
+        rank: int = 0,
+    ) -> None:
+        if n_labelled + n_unlabelled == 0:
+            raise ValueError("no utterances to sample from")
+        if not 0.0 <= labelled_fraction <= 1.0:
+            raise ValueError("labelled_fraction must be in [0, 1]")
+        self.n_labelled, self.n_unlabelled, self.batch_size = n_labelled, n_unlabelled, batch_size
+        k = round(labelled_fraction * batch_size)
+        self.k = batch_size if n_unlabelled == 0 else 0 if n_labelled == 0 else k
+        self.num_batches = num_batches or math.ceil((n_labelled + n_unlabelled) / batch_size)
+        self.seed, self.rank, self.epoch = seed, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(f"{self.seed}-{self.epoch}-{self.rank}")
+        pools = [_cycle(range(self.n_labelled), rng), _cycle(range(self.n_unlabelled), rng)]
+        for _ in range(self.num_batches):
+            lab = [next(pools[0]) for _ in range(self.k)]
+            unl = [self.n_labelled + next(pools[1]) for _ in range(self.batch_size - self.k)]
+            yield lab + unl
+
+
+def _cycle(items: Sequence[int], rng: random.Random) -> Iterator[int]:
+    while True:
+        order = list(items)
+        rng.shuffle(order)
+        yield from order
+
+
+class WaveDataset(Dataset):
+    """(wav path, label, id) triples decoded on access and cropped to ``crop`` samples."""
+
+    def __init__(
+        self, items: Sequence[tuple[str, int, str]], crop: int, random_crop: bool, seed: int
+    ):
+        self.items, self.crop, self.random_crop = list(items), crop, random_crop
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        path, label, uid = self.items[i]
+        wav = torch.from_numpy(load_audio(path))
+        if len(wav) > self.crop:
+            start = self.rng.randrange(len(wav) - self.crop + 1) if self.random_crop else 0
+            wav = wav[start : start + self.crop]
+        return {"wav": wav, "label": label, "id": uid}
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    wav, mask = pad_batch([s["wav"] for s in samples])
+    return {
+        "wav": wav,
+        "padding_mask": mask,
+        "label": torch.tensor([s["label"] for s in samples]),
+        "id": [s["id"] for s in samples],
+    }
+
+
+class PretrainDataModule(pl.LightningDataModule):
+    """Labelled + unlabelled manifests -> mixed waveform batches (see the module doc).
+
+    Args:
+        labelled: jsonl manifest whose ``emotion`` is one of ``labels`` (None: no labels).
+        unlabelled: jsonl or wav.scp manifest; emotions, if any, are ignored (may be the same
+            file as ``labelled``: its utterances then also serve as unlabelled speech).
+        train_splits: manifest ``split`` values used for training (rows without a split count
+            as train); ``val_split``: labelled rows for the validation losses.
+        labelled_fraction: share of labelled utterances in every training batch.
+        batches_per_epoch: default: one pass over both pools' size.
+        demo_corpus: kwargs for :func:`c2ser.data.demo.build_demo_corpus` to synthesise a
+            missing ``labelled`` manifest first (the demo job).
+    """
+
+    def __init__(
+        self,
+        labelled: str | None = None,
+        unlabelled: str | None = None,
+        labels: Sequence[str] = EMOTIONS,
+        train_splits: Sequence[str] = ("train",),
+        val_split: str | None = "val",
+        labelled_fraction: float = 0.5,
+        batch_size: int = 8,
+        batches_per_epoch: int | None = None,
+        crop_seconds: float = 4.0,
+        min_seconds: float = 0.5,
+        audio_root: str | None = None,
+        num_workers: int = 0,
+        skip_bad: bool = False,
+        seed: int = 0,
+        demo_corpus: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if labelled is None and unlabelled is None:
+            raise ValueError("give a labelled and/or an unlabelled manifest")
+        self.labelled, self.unlabelled, self.labels = labelled, unlabelled, list(labels)
+        self.train_splits, self.val_split = set(train_splits), val_split
+        self.labelled_fraction, self.batch_size = labelled_fraction, batch_size
+        self.batches_per_epoch, self.num_workers, self.seed = batches_per_epoch, num_workers, seed
+        self.crop, self.min_seconds = int(crop_seconds * SAMPLE_RATE), min_seconds
+        self.audio_root, self.skip_bad = audio_root, skip_bad
+        self.demo_corpus = dict(demo_corpus) if demo_corpus else None
+        self.pools: dict[str, list[tuple[str, int, str]]] = {}
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def prepare_data(self) -> None:
+        if self.labelled and not Path(self.labelled).exists() and self.demo_corpus is not None:
+            from c2ser.data.demo import build_demo_corpus
+
+            build_demo_corpus(Path(self.labelled).parent, **self.demo_corpus)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.pools:
+            return
+        report = SkipReport()
+        pools: dict[str, list[tuple[str, int, str]]] = {"labelled": [], "unlabelled": [], "val": []}
+        sources = [("labelled", self.labelled, self.labels), ("unlabelled", self.unlabelled, None)]
+        for kind, manifest, labels in sources:
+            if manifest is None:
+                continue
+            for u in read_manifest(manifest, self.audio_root, self.skip_bad, labels, report):
+                split = u.split or "train"
+                pool = "val" if kind == "labelled" and split == self.val_split else kind
+                if pool != "val" and split not in self.train_splits:
+                    continue
+                try:
+                    seconds = audio_seconds(u.wav)
+                except AudioError as e:
+                    if not self.skip_bad:
+                        raise BadInputError(f"{e} (set data.skip_bad=true to skip)") from None
+                    report.add(u.id, str(e))
+                    continue
+                if seconds < self.min_seconds:
+                    report.add(u.id, f"shorter than min_seconds={self.min_seconds}")
+                    continue
+                label = self.labels.index(u.emotion) if kind == "labelled" else -1
+                pools[pool].append((u.wav, label, u.id))
+        if report:
+            print(f"pretraining data: {report.summary()}")
+        if not pools["labelled"] and not pools["unlabelled"]:
+            raise BadInputError(f"no training utterances in splits {sorted(self.train_splits)}")
+        self.pools = pools
+
+    def train_dataloader(self) -> DataLoader:
+        lab, unl = self.pools["labelled"], self.pools["unlabelled"]
+        rank = self.trainer.global_rank if self.trainer else 0
+        sampler = MixedBatchSampler(
+            len(lab), len(unl), self.batch_size, self.labelled_fraction,
+            self.batches_per_epoch, self.seed, rank,
+        )  # fmt: skip
+        data = WaveDataset(lab + unl, self.crop, random_crop=True, seed=self.seed + rank)
+        return self._loader(data, batch_sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if not self.pools["val"]:
+            return []
+        data = WaveDataset(self.pools["val"], self.crop, random_crop=False, seed=self.seed)
+        return self._loader(data, batch_size=self.batch_size)
+
+    def _loader(self, data: Dataset, **kwargs: Any) -> DataLoader:
+        return DataLoader(
+            data,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            **kwargs,
+        )
