@@ -1,0 +1,119 @@
+"""``c2ser distill-targets``: the Stage 1 model's own explicit CoT as Stage 2 training targets.
+
+Runs the Stage 1 model (batched, ``c2ser infer``'s engine, Stage 1 prompt) over the manifest and
+stores each answer as ``cot_target`` for ``python train.py experiment=cot_implicit``: the
+teacher-generated variant of self-distillation. The raw answers are kept in
+``<out>.teacher.jsonl``; that file also makes the command resumable (finished ids are skipped).
+
+Gold-emotion check: an answer whose parsed emotion differs from the label is replaced by the
+template CoT (``--on-mismatch template``, default; needs the style attributes), kept as is
+(``keep``) or dropped with its utterance (``drop``). Each row records ``cot_source``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "distill-targets",
+        help="write a Stage 1 model's explicit answers as cot_target (Stage 2 data)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="Stage 1 model dir (<run>/model)")
+    p.add_argument("--manifest", required=True, help="jsonl manifest (text, emotion, style)")
+    p.add_argument("--out", required=True, help="output jsonl manifest")
+    p.add_argument("--features", help="directory of Emotion2Vec-S <id>.npy utterance features")
+    p.add_argument("--audio-root", help="directory that relative wav paths are resolved against")
+    p.add_argument(
+        "--on-mismatch",
+        choices=["template", "keep", "drop"],
+        default="template",
+        help="teacher answer whose emotion disagrees with the label (default: template)",
+    )
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--decoding", choices=["greedy", "beam", "official"], default="greedy")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0, help="decoding seed and template phrasing seed")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="LLM dtype override")
+    p.set_defaults(func=run)
+
+
+def make_distill_manifest(
+    checkpoint: str | Path,
+    manifest: str | Path,
+    out: str | Path,
+    features: str | None = None,
+    audio_root: str | None = None,
+    on_mismatch: str = "template",
+    batch_size: int = 8,
+    decoding: str = "greedy",
+    max_new_tokens: int = 200,
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+    **model_overrides: Any,
+) -> dict[str, int]:
+    """The command as a function; returns counts by ``cot_source`` plus ``skipped``."""
+    from c2ser.data.manifest import SkipReport, read_manifest, relativize, write_manifest
+    from c2ser.evaluation.parse import parse_emotion
+    from c2ser.inference.generate import run_inference
+    from c2ser.tasks.distill import merge_teacher_outputs
+
+    out = Path(out)
+    report = SkipReport()
+    utts = read_manifest(manifest, audio_root, skip_bad=True, report=report)
+    teacher_file = out.with_name(out.name + ".teacher.jsonl")
+    summary = run_inference(
+        checkpoint,
+        utts,
+        teacher_file,
+        stage=1,
+        features=features,
+        batch_size=batch_size,
+        decoding=decoding,
+        seed=seed,
+        device=device,
+        max_new_tokens=max_new_tokens,
+        parse=parse_emotion,
+        progress=progress,
+        **model_overrides,
+    )
+    for line in summary.failed.items:
+        print(f"failed: {line}")
+    teacher = {}
+    for line in teacher_file.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        teacher[str(row["index"])] = row
+    kept, counts = merge_teacher_outputs(utts, teacher, on_mismatch, seed, report=report)
+    for line in report.items:
+        print(f"skip: {line}")
+    write_manifest(out, relativize(kept, out.resolve().parent))
+    return {**counts, "skipped": len(report)}
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {"llm_dtype": args.dtype} if args.dtype else {}
+    counts = make_distill_manifest(
+        args.checkpoint,
+        args.manifest,
+        args.out,
+        args.features,
+        args.audio_root,
+        args.on_mismatch,
+        args.batch_size,
+        args.decoding,
+        args.max_new_tokens,
+        args.seed,
+        args.device,
+        **overrides,
+    )
+    by = ", ".join(f"{n} {k}" for k, n in counts.items() if k != "skipped")
+    print(f"{args.out}: {by or 'nothing written'}; skipped {counts['skipped']}")
+    return 0

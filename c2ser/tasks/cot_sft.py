@@ -1,0 +1,241 @@
+"""Stage 1: explicit chain-of-thought SFT of C2SER (and the base of Stage 2, :mod:`.distill`).
+
+What trains is the model's business (``model.trainable``: by default the official
+``link_and_encoder_and_lora`` set, i.e. encoder, downsampler, connector, projection, speech
+embeddings and LoRA; the base Qwen2 is always frozen and Emotion2Vec-S features come precomputed);
+this task optimises every parameter that requires grad with the official recipe:
+
+* AdamW lr 5e-5, betas (0.9, 0.99), eps 1e-6, weight decay 0.01;
+* ``scheduler: warmup_lr``: the official wenet WarmupLR, lr * min(s / w, sqrt(w / s)) over
+  optimiser steps s (w = 8000), or ``linear``: linear warmup to lr, then constant;
+* clipping, accumulation and precision (bf16-mixed on GPU) come from the trainer config;
+  activation checkpointing of the encoder and the LLM is ``model.gradient_checkpointing=true``.
+
+Checkpoints hold only what cannot be rebuilt from the config: the model's
+:meth:`~c2ser.models.c2ser_llm.C2SER.trainable_state_dict` (speech side + LoRA; the whole model
+when the base LLM is random, i.e. has no ``llm_path``) and the resolved model config. At the end
+of ``fit`` the model is exported with ``save_pretrained`` to ``export_dir`` (default
+``<run>/model``), the directory ``c2ser infer --checkpoint`` and Stage 2's ``init_from`` read.
+:func:`export_checkpoint` exports any ``.ckpt`` the same way.
+
+Validation reports the teacher-forced loss and, for the first ``val_generate`` utterances, greedy
+answers parsed for an emotion: ``val/parse_rate``, ``val/acc`` and ``val/answer_tokens``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+def warmup_lr(step: int, warmup: int) -> float:
+    """wenet WarmupLR factor at optimiser step ``step`` (0-based): min(s/w, sqrt(w/s)), s=step+1."""
+    s = step + 1
+    return min(s / warmup, math.sqrt(warmup / s)) if warmup > 0 else 1.0
+
+
+def linear_warmup(step: int, warmup: int) -> float:
+    return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+
+
+SCHEDULERS = {"warmup_lr": warmup_lr, "linear": linear_warmup}
+
+
+class CotSFTTask(pl.LightningModule):
+    """Trains ``model(mel, mel_mask, ssl, prompt_ids, target_ids).loss`` on SFT batches.
+
+    Args:
+        model: a :class:`~c2ser.models.c2ser_llm.C2SER`.
+        init_from: start from these weights (an exported model dir or a Lightning ``.ckpt``),
+            e.g. Stage 1's for Stage 2. A later resume of this run overrides them.
+        export_dir: where ``save_pretrained`` writes at the end of ``fit`` (None: no export).
+        val_generate: utterances greedily decoded per validation (0: none).
+        max_new_tokens: generation budget of those decodes.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 5e-5,
+        betas: tuple[float, float] = (0.9, 0.99),
+        eps: float = 1e-6,
+        weight_decay: float = 0.01,
+        scheduler: str = "warmup_lr",
+        warmup_steps: int = 8000,
+        init_from: str | None = None,
+        export_dir: str | None = None,
+        val_generate: int = 8,
+        max_new_tokens: int = 200,
+    ) -> None:
+        super().__init__()
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {scheduler!r}")
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.strict_loading = False  # checkpoints omit the frozen base LLM (checked on load)
+        self._answers: list[dict[str, Any]] = []
+        if init_from:
+            load_weights(model, init_from)
+
+    # ------------------------------------------------------------------------- steps
+    def on_fit_start(self) -> None:
+        # transformers' from_pretrained returns the LLM in eval mode and Lightning keeps module
+        # modes as found; LoRA dropout (0.1) must be live in training, as in the official recipe.
+        self.model.train()
+
+    def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        out = self.model(
+            batch["mel"], batch["mel_mask"], batch["ssl"], batch["prompt_ids"], batch["target_ids"]
+        )
+        return out.loss
+
+    def training_step(self, batch: dict[str, Any] | None, _: int) -> torch.Tensor | None:
+        if batch is None:  # every sample of the batch failed to load (reported by the collate)
+            return None
+        loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, Any] | None, _: int) -> None:
+        if batch is None:
+            return
+        n = len(batch["ids"])
+        self.log("val/loss", self._loss(batch), batch_size=n, sync_dist=True, prog_bar=True)
+        todo = self.hparams.val_generate - len(self._answers)
+        if todo > 0:
+            self._answers += self.answer(batch, todo)
+
+    def answer(self, batch: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]:
+        """Greedy answers for the first ``limit`` rows of ``batch`` with their parsed emotion."""
+        from c2ser.evaluation.parse import parse_emotion
+
+        k = len(batch["ids"]) if limit is None else min(limit, len(batch["ids"]))
+        mask = batch["mel_mask"][:k]
+        frames = int((~mask).sum(1).max())
+        ids = self.model.generate(
+            batch["mel"][:k, :frames],
+            mask[:, :frames],
+            None if batch["ssl"] is None else batch["ssl"][:k],
+            batch["prompt_ids"][:k],
+            max_new_tokens=self.hparams.max_new_tokens,
+        )
+        tok = self.trainer.datamodule.tokenizer
+        rows = []
+        for i, new in enumerate(ids):
+            text = tok.decode(new, skip_special_tokens=True)
+            rows.append(
+                {
+                    "id": batch["ids"][i],
+                    "emotion": batch["emotion"][i],
+                    "pred": parse_emotion(text, batch["language"][i]),
+                    "text": text,
+                    "tokens": len(new),
+                }
+            )
+        return rows
+
+    def on_validation_epoch_end(self) -> None:
+        rows, self._answers = self._answers, []
+        if not rows:
+            return
+        n = len(rows)
+        parsed = sum(r["pred"] is not None for r in rows) / n
+        acc = sum(r["pred"] == r["emotion"] for r in rows) / n
+        tokens = sorted(r["tokens"] for r in rows)[n // 2]
+        self.log_dict(
+            {"val/parse_rate": parsed, "val/acc": acc, "val/answer_tokens": float(tokens)},
+            sync_dist=True,
+        )
+        for r in rows[:2]:
+            log.info("val %s [%s -> %s]: %s", r["id"], r["emotion"], r["pred"], r["text"][:200])
+
+    # ------------------------------------------------------------------------- optimiser
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("nothing to train: every model parameter is frozen (model.trainable)")
+        opt = torch.optim.AdamW(
+            params, lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, weight_decay=hp.weight_decay
+        )
+        factor = SCHEDULERS[hp.scheduler]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: factor(s, hp.warmup_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        keep = {f"model.{k}" for k in checkpoint_keys(self.model)}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint["c2ser_config"] = dataclasses.asdict(self.model.config)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        need = {f"model.{k}" for k in self.model.trainable_state_dict()}
+        missing = sorted(need - set(checkpoint["state_dict"]))
+        if missing:
+            raise KeyError(f"checkpoint lacks {len(missing)} model weights, e.g. {missing[:4]}")
+
+    def on_fit_end(self) -> None:
+        if self.hparams.export_dir and self.trainer.is_global_zero:
+            out = self.model.save_pretrained(self.hparams.export_dir)
+            log.info("exported the trained model to %s", out)
+            print(f"exported model: {out}")
+
+
+def checkpoint_keys(model: nn.Module) -> list[str]:
+    """State-dict keys a checkpoint must hold to rebuild ``model`` from its config: the trainable
+    state, or everything when the base LLM is random (it exists nowhere else)."""
+    if getattr(model.config, "llm_path", None) is None:
+        return list(model.state_dict())
+    return list(model.trainable_state_dict())
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load an exported model dir (``save_pretrained``) or a Lightning ``.ckpt`` into ``model``.
+
+    Missing or unexpected keys fail loudly. A random base LLM (no ``llm_path``) is taken from
+    the source too, so Stage 2 continues the very model Stage 1 trained.
+    """
+    path = Path(path)
+    if path.is_dir():
+        from c2ser.models.c2ser_llm import C2SER
+
+        if getattr(model.config, "llm_path", None) is None:
+            overrides = {f.name: getattr(model.config, f.name) for f in _runtime_fields(model)}
+            model.load_state_dict(C2SER.from_pretrained(path, **overrides).state_dict())
+        else:
+            from safetensors.torch import load_file
+
+            model.load_trainable_state_dict(load_file(str(path / "model.safetensors")))
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: init_from is neither a model directory nor a .ckpt")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+    if getattr(model.config, "llm_path", None) is None:
+        model.load_state_dict(state)
+    else:
+        model.load_trainable_state_dict(
+            {k: v for k, v in state.items() if k in set(model.trainable_state_dict())}
+        )
+
+
+def _runtime_fields(model: nn.Module) -> list[dataclasses.Field]:
+    """Config fields that may differ between the saved model and this run without changing
+    weights' shapes (dtype, attention kernel, checkpointing, trainable set, dropout)."""
+    names = {"llm_dtype", "attn_implementation", "gradient_checkpointing", "trainable", "dropout"}
+    return [f for f in dataclasses.fields(model.config) if f.name in names]
+
+
+def export_checkpoint(ckpt_path: str | Path, model: nn.Module, out_dir: str | Path) -> Path:
+    """Write the weights of a Lightning ``.ckpt`` as a ``save_pretrained`` directory."""
+    load_weights(model, ckpt_path)
+    return model.save_pretrained(out_dir)
