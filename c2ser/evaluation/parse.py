@@ -13,14 +13,22 @@ The rule, in order:
 4. Otherwise the *last* mention wins (conclusions come at the end), and no mention -> ``None``,
    which evaluation counts as wrong and lists as unparsed.
 
-Ambiguous words are assigned as follows (documented choices, matching how GLM/Qwen judges in the
-paper's pipeline tend to map them): excited -> happy; anxious/worried/nervous -> fearful;
-frustrated/annoyed -> angry; disappointed -> sad; calm/flat -> neutral.
+Ambiguous words are assigned as follows (our choices, the nearest of the 7 classes; the paper
+maps answers with an LLM judge whose mapping is not published): excited -> happy;
+anxious/worried/nervous -> fearful; frustrated/annoyed -> angry; disappointed -> sad;
+calm/flat -> neutral; 惊喜 (pleasant surprise) -> surprised. Words too often used in another
+sense are left out: "content" (the speech content), "surprisingly" (an intensifier), 恐怕
+("perhaps").
+
+:func:`judge_emotions` is the optional alternative: a local instruction-tuned LLM reads each
+answer, as the paper's evaluation did (``judge.model=<dir>`` in evaluate.py).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from c2ser.evaluation.metrics import EMOTIONS
 
@@ -28,11 +36,11 @@ _EN = {
     "angry": "angry angrily anger angered furious fury mad annoyed annoyance irritated irritation "
     "rage raging enraged frustrated frustration outraged hostile",
     "happy": "happy happily happiness joy joyful joyous glad cheerful delighted delight excited "
-    "excitement pleased elated content contented jubilant",
+    "excitement pleased elated contented jubilant",
     "neutral": "neutral neutrality calm calmly flat indifferent unemotional emotionless",
     "sad": "sad sadly sadness sorrow sorrowful unhappy upset depressed depression melancholy "
     "grief grieving gloomy disappointed disappointment heartbroken miserable",
-    "surprised": "surprised surprise surprising surprisingly astonished astonishment amazed "
+    "surprised": "surprised surprise surprising astonished astonishment amazed "
     "amazement shocked shock startled",
     "fearful": "fearful fear fearfully afraid scared frightened terrified terror anxious anxiety "
     "nervous worried worry panic panicked",
@@ -51,7 +59,10 @@ _ZH = {
 _EN_WORD = {w: e for e, words in _EN.items() for w in words.split()}
 _ZH_WORD = {w: e for e, words in _ZH.items() for w in words.split()}
 _EN_RE = re.compile(r"\b(" + "|".join(sorted(_EN_WORD, key=len, reverse=True)) + r")\b")
-_ZH_RE = re.compile("|".join(sorted(_ZH_WORD, key=len, reverse=True)))
+_ZH_GUARD = {"怕": "(?<!恐)"}  # 恐怕 is "I'm afraid (that)" = "perhaps", not fear
+_ZH_RE = re.compile(
+    "|".join(_ZH_GUARD.get(w, "") + w for w in sorted(_ZH_WORD, key=len, reverse=True))
+)
 _NO_EMOTION_EN = re.compile(r"\bno (particular|specific|obvious|clear|strong) emotions?\b")
 
 _QUOTES = re.compile(r"“[^”]*”|\"[^\"]*\"|「[^」]*」|『[^』]*』")
@@ -103,6 +114,61 @@ def parse_emotion(text: str, language: str | None = None) -> str | None:
         if after:
             return after[0]
     return mentions[-1][1]
+
+
+JUDGE_PROMPT = (
+    "A speech emotion recognition model answered as follows about a recording:\n\n{answer}\n\n"
+    "Which emotion does the answer conclude the speaker feels? Reply with exactly one word from: "
+    f"{', '.join(EMOTIONS)}. Reply none if the answer names no emotion."
+)
+
+
+def judge_emotions(
+    texts: Sequence[str | None],
+    model_dir: str,
+    batch_size: int = 16,
+    device: str | None = None,
+    max_new_tokens: int = 8,
+) -> list[str | None]:
+    """Labels for ``texts`` from a local instruction-tuned causal LM (greedy, batched).
+
+    The paper maps answers to labels with an LLM (Qwen2.5-14B, spec §4, unverified) and does not
+    publish its prompt; :data:`JUDGE_PROMPT` is ours. The judge's short reply is read with
+    :func:`parse_emotion`, so a reply outside the 7 labels gives ``None``. Identical answers are
+    judged once (Stage 2 answers repeat a lot); empty ones are ``None`` without a call.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    unique = sorted({t for t in texts if t})
+    if not unique:
+        return [None] * len(texts)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+    labels: dict[str, str | None] = {}
+    for start in range(0, len(unique), batch_size):
+        batch = unique[start : start + batch_size]
+        prompts = [_judge_prompt(tok, t) for t in batch]
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        with torch.inference_mode():
+            out = model.generate(
+                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
+            )
+        replies = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        labels.update({t: parse_emotion(r) for t, r in zip(batch, replies, strict=True)})
+    return [labels.get(t) if t else None for t in texts]
+
+
+def _judge_prompt(tok: Any, answer: str) -> str:
+    instruction = JUDGE_PROMPT.format(answer=answer.strip())
+    if getattr(tok, "chat_template", None):
+        messages = [{"role": "user", "content": instruction}]
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return instruction + "\nAnswer:"
 
 
 assert set(_EN) == set(_ZH) == set(EMOTIONS)

@@ -67,6 +67,20 @@ CASES = [
     # mixed language
     ("情感为 happy", "happy"),
     ("The emotion is 生气", "angry"),
+    ("The speaker is not angry.", None),
+    ("说话人没有生气。", None),
+    ("他并不害怕。", None),
+    # words used in another sense
+    ("The speaker is sad about the content.", "sad"),
+    ("The speech is surprisingly calm.", "neutral"),
+    ("推测情绪恐怕是悲伤。", "sad"),
+    ("这条语音的情感为惊喜", "surprised"),
+    # Stage 1 English CoT (the template's shape)
+    (
+        'The speaker says "We lost the game" with low pitch, slow speed and low volume. '
+        "Judging from these features, the speaker's emotion is sad.",
+        "sad",
+    ),
     # nothing stated
     ("", None),
     ("The speaker talks about the weather.", None),
@@ -81,3 +95,24 @@ def test_parse_table(text, expected):
 
 def test_table_is_large_enough():
     assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_every_training_template_parses_to_its_emotion(language):
+    """The parser reads back every Stage 1 / Stage 2 target the CoT templates can produce."""
+    from c2ser.data.cot import explicit_target, implicit_target, load_templates
+    from c2ser.data.manifest import Utterance
+    from c2ser.evaluation.metrics import EMOTIONS
+
+    n_phrasings = len(load_templates(language).explicit)
+    text = "今天下雨了。" if language == "zh" else "It is raining today."
+    for emotion in EMOTIONS:
+        for i in range(8 * n_phrasings):
+            level = ("low", "medium", "high")[i % 3]
+            utt = Utterance(
+                id=f"{language}_{emotion}_{i}", wav="x.wav", emotion=emotion, text=text,
+                language=language, extra=dict(speed=level, pitch=level, volume=level),
+            )  # fmt: skip
+            explicit = explicit_target(utt, seed=i)
+            assert parse_emotion(explicit, language) == emotion, explicit
+        assert parse_emotion(implicit_target(utt), language) == emotion

@@ -1,0 +1,394 @@
+"""Evaluate C2SER on a test set: inference, emotion parsing, WA/UA/macro-F1, figures.
+
+``python evaluate.py`` (Hydra, ``conf/evaluate.yaml``) calls :func:`run_evaluation`, which
+
+1. reads the test set (:class:`EvalSet`, the ``data`` group: Emo-Emilia or the demo test split)
+   and checks that *every* audio file (and feature file, when a features folder is given) exists
+   before any model is loaded: a 2-hour run must not die at utterance 1,317. Missing files are an
+   error listing the count and the first 10 (all of them in ``missing_inputs.txt``), unless
+   ``skip_missing=true`` drops them with a count;
+2. runs batched, resumable inference (:func:`c2ser.inference.generate.run_inference`) into
+   ``results.jsonl`` of the run directory, or reads existing outputs (``predictions=FILE``);
+3. parses every answer with :func:`c2ser.evaluation.parse.parse_emotion` (re-parsed from the raw
+   text, so old outputs are scored with the current parser), or with a local LLM judge
+   (``judge.model``, :func:`c2ser.evaluation.parse.judge_emotions`). Unparseable answers and
+   utterances whose inference failed are **wrong**, and listed in ``unparsed.jsonl`` with the
+   reason;
+4. scores WA/UA/macro-F1 overall and per language (``language`` field, else the ``ZH_``/``EN_``
+   id prefix) with :func:`c2ser.evaluation.metrics.classification_report`, and writes
+   ``metrics.json``, ``summary.md`` and ``confusion_<all|zh|en>.png``;
+5. with ``stability.runs > 1``, decodes the set that many more times with sampling
+   (``stability.decoding``, seeds ``stability.seed + i``) into ``stability/run_<i>.jsonl`` and
+   adds :func:`c2ser.evaluation.stability.stability_report` + ``stability.png``.
+
+``metrics.json`` also records what was evaluated (checkpoint, stage, the model's ``use_ssl`` /
+``use_whisper`` and, when the checkpoint is ``<train run>/model``, that run's task and data
+stage), which ``c2ser report`` uses to name systems and ablations.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from c2ser.data.manifest import BadInputError, Utterance, read_manifest
+from c2ser.evaluation.metrics import EMOTIONS, classification_report, plot_confusion
+from c2ser.evaluation.parse import judge_emotions, parse_emotion
+from c2ser.evaluation.stability import label_indices, plot_stability, stability_report
+from c2ser.utils.io import atomic_write_text, write_json_atomic, write_jsonl_atomic
+
+KIND = "c2ser-evaluation"  # marks our metrics.json (train runs write a metrics.json too)
+SHOW_MISSING = 10
+Parser = Callable[[str, str | None], str | None]
+
+
+@dataclass
+class EvalSet:
+    """A labelled test set (the ``data`` group of ``conf/evaluate.yaml``).
+
+    ``split`` keeps only the manifest rows of that split (the demo corpus' ``test``);
+    ``features`` is the folder of Emotion2Vec-S ``<id>.npy`` files for models that use them;
+    ``demo_corpus`` (kwargs of :func:`c2ser.data.demo.build_demo_corpus`) synthesises a missing
+    demo manifest, as the training data modules do.
+    """
+
+    manifest: str
+    name: str = "test"
+    audio_root: str | None = None
+    features: str | None = None
+    split: str | None = None
+    demo_corpus: dict[str, Any] | None = None
+
+    def utterances(self) -> list[Utterance]:
+        path = Path(self.manifest)
+        if not path.exists() and self.demo_corpus is not None:
+            from c2ser.data.demo import build_demo_corpus
+
+            build_demo_corpus(path.parent, **self.demo_corpus)
+        utts = read_manifest(path, audio_root=self.audio_root, labels=set(EMOTIONS))
+        if self.split is not None:
+            utts = [u for u in utts if u.split == self.split]
+        if not utts:
+            where = f" in split {self.split!r}" if self.split is not None else ""
+            raise BadInputError(f"{path}: no utterances{where}")
+        return utts
+
+
+def check_inputs(
+    utts: Sequence[Utterance],
+    features: str | Path | None = None,
+    skip_missing: bool = False,
+    listing: str | Path | None = None,
+) -> tuple[list[Utterance], list[str]]:
+    """(utterances whose inputs exist, ``"<id>: <missing path>"`` for the others).
+
+    Raises :class:`BadInputError` when something is missing and ``skip_missing`` is off, or when
+    nothing is left; ``listing`` (if given) receives the complete list of missing files.
+    """
+    kept, missing = [], []
+    for u in utts:
+        paths = [Path(u.wav)] + ([Path(features) / f"{u.id}.npy"] if features else [])
+        absent = [str(p) for p in paths if not p.is_file()]
+        if absent:
+            missing.extend(f"{u.id}: {p}" for p in absent)
+        else:
+            kept.append(u)
+    if not missing:
+        return kept, missing
+    if listing is not None:
+        atomic_write_text(listing, "\n".join(missing) + "\n")
+    where = f"; full list in {listing}" if listing is not None else ""
+    head = f"{len(missing)} input file(s) missing for {len(utts) - len(kept)} of {len(utts)} "
+    first = "\n  ".join(missing[:SHOW_MISSING])
+    if not skip_missing:
+        raise BadInputError(
+            f"{head}utterances{where}. First {min(len(missing), SHOW_MISSING)}:\n  {first}\n"
+            "Point data.audio_root (and data.features) at the folders holding them, or set "
+            "skip_missing=true to evaluate the rest."
+        )
+    if not kept:
+        raise BadInputError(
+            f"{head}utterances{where}: nothing left to evaluate (skip_missing=true). "
+            f"First missing: {missing[0]}"
+        )
+    return kept, missing
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a results jsonl (``c2ser infer`` / :func:`run_inference` output)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{path}: predictions file not found")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BadInputError(f"{path}:{n}: malformed JSON ({e.msg})") from None
+        if not isinstance(row, dict) or "index" not in row:
+            raise BadInputError(f"{path}:{n}: expected an object with an 'index'")
+        rows.append(row)
+    return rows
+
+
+def row_language(row: dict[str, Any]) -> str:
+    """``language`` field, else the Emo-Emilia ``ZH_``/``EN_`` id prefix, else ``unk``."""
+    if row.get("language"):
+        return str(row["language"]).lower()
+    head = str(row["index"]).split("_", 1)[0].lower()
+    return head if head in ("zh", "en") else "unk"
+
+
+def score_rows(
+    rows: Sequence[dict[str, Any]], parse: Parser = parse_emotion, labels: Sequence[str] = EMOTIONS
+) -> dict[str, Any]:
+    """Parse and score result rows (each: ``index``, reference ``emotion``, ``text``; a row
+    without text, e.g. failed inference, is wrong).
+
+    Returns ``overall`` and per-``languages`` classification reports, ``unparsed`` rows (with a
+    ``reason``) and ``predictions`` (id -> parsed emotion or ``None``).
+    """
+    langs, y_true, y_pred, unparsed, predictions = [], [], [], [], {}
+    for row in rows:
+        ref = row.get("emotion")
+        if ref not in labels:
+            raise BadInputError(f"{row['index']}: reference emotion {ref!r} not in {list(labels)}")
+        lang = row_language(row)
+        text = row.get("text")
+        pred = parse(text, lang) if text is not None else None
+        predictions[str(row["index"])] = pred
+        if pred is None:
+            reason = row.get("error") or ("no emotion in the answer" if text else "empty answer")
+            unparsed.append({"index": row["index"], "emotion": ref, "language": lang,
+                             "text": text, "reason": reason})  # fmt: skip
+        langs.append(lang)
+        y_true.append(labels.index(ref))
+        y_pred.append(label_indices([pred], labels)[0])
+    if not y_true:
+        raise BadInputError("no predictions to score")
+    langs_a, true_a, pred_a = np.asarray(langs), np.asarray(y_true), np.asarray(y_pred)
+    return {
+        "overall": classification_report(y_true, y_pred, labels),
+        "languages": {
+            lang: classification_report(true_a[langs_a == lang], pred_a[langs_a == lang], labels)
+            for lang in sorted(set(langs))
+        },
+        "unparsed": unparsed,
+        "predictions": predictions,
+    }
+
+
+def system_info(checkpoint: str | Path | None) -> dict[str, Any]:
+    """What a checkpoint is: the model's input switches and, for ``<train run>/model``, how that
+    run trained (task class, data stage, init_from) from its ``.hydra/config.yaml``."""
+    if checkpoint is None:
+        return {}
+    ckpt = Path(checkpoint)
+    info: dict[str, Any] = {"checkpoint": str(ckpt)}
+    config = ckpt / "config.json"
+    if config.is_file():
+        model = json.loads(config.read_text(encoding="utf-8"))
+        info.update({k: model[k] for k in ("use_ssl", "use_whisper") if k in model})
+    train_cfg = ckpt.parent / ".hydra" / "config.yaml"
+    if train_cfg.is_file():
+        import yaml
+
+        cfg = yaml.safe_load(train_cfg.read_text(encoding="utf-8")) or {}
+        task, data = cfg.get("task") or {}, cfg.get("data") or {}
+        info["train"] = {
+            "run_dir": str(ckpt.parent),
+            "task_name": cfg.get("task_name"),
+            "task": str(task.get("_target_", "")).rsplit(".", 1)[-1],
+            "data_stage": data.get("stage"),
+            "init_from": task.get("init_from"),
+        }
+    return info
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def summary_markdown(metrics: dict[str, Any]) -> str:
+    """The per-language table (WA/UA/F1 in %) with counts, as printed and saved."""
+    lines = [
+        f"# Evaluation: {metrics['dataset']}, stage {metrics['stage']}",
+        "",
+        f"- source: {metrics['source']}",
+        f"- utterances: {metrics['n']} scored; {metrics['n_unparsed']} unparsed, counted wrong "
+        f"({metrics['n_failed']} of them failed in inference, see unparsed.jsonl); "
+        f"{metrics['n_missing']} skipped for missing inputs",
+    ]
+    if metrics.get("answer_tokens"):
+        t = metrics["answer_tokens"]
+        lines.append(f"- answer length: median {t['median']:g} tokens, mean {t['mean']:.1f}")
+    lines += ["", "| set | n | WA | UA | macro-F1 | unparsed |", "|---|---:|---:|---:|---:|---:|"]
+    for name, rep in [("all", metrics["overall"]), *metrics["languages"].items()]:
+        lines.append(
+            f"| {name} | {rep['n']} | {_pct(rep['wa'])} | {_pct(rep['ua'])} | {_pct(rep['f1'])} "
+            f"| {rep['invalid']} |"
+        )
+    st = metrics.get("stability")
+    if st:
+        lines += [
+            "",
+            f"Stability over {st['runs']} sampled decodings ({st['decoding']}): "
+            f"UA {_pct(st['ua_mean'])} ± {_pct(st['ua_std'])}; all runs agree on "
+            f"{_pct(st['agreement'])}% of utterances (mean pairwise agreement "
+            f"{_pct(st['pairwise_agreement'])}%).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out_dir: str | Path, metrics: dict[str, Any], unparsed: list[dict]) -> Path:
+    """metrics.json, summary.md, unparsed.jsonl and confusion PNGs into ``out_dir``."""
+    out = Path(out_dir)
+    write_json_atomic(out / "metrics.json", metrics)
+    atomic_write_text(out / "summary.md", summary_markdown(metrics))
+    write_jsonl_atomic(out / "unparsed.jsonl", unparsed)
+    for name, rep in [("all", metrics["overall"]), *metrics["languages"].items()]:
+        title = f"{metrics['dataset']} {name}: UA {_pct(rep['ua'])}%"
+        plot_confusion(
+            np.asarray(rep["confusion"]), rep["labels"], out / f"confusion_{name}.png", title
+        )
+    return out
+
+
+def _token_stats(rows: Sequence[dict[str, Any]]) -> dict[str, float] | None:
+    counts = [r["n_tokens"] for r in rows if isinstance(r.get("n_tokens"), int)]
+    if not counts:
+        return None
+    return {
+        "median": statistics.median(counts),
+        "mean": statistics.fmean(counts),
+        "max": max(counts),
+    }
+
+
+def _infer(cfg: Any, utts: list[Utterance], out: Path, decoding: str, seed: int) -> list[dict]:
+    """Run (or resume) inference for ``utts`` into ``out``; rows in manifest order, with a
+    placeholder row (``text`` None, ``error``) for every utterance that failed."""
+    from c2ser.inference.generate import run_inference
+
+    overrides = {"llm_dtype": cfg.dtype} if cfg.get("dtype") else {}
+    summary = run_inference(
+        cfg.checkpoint, utts, out, stage=cfg.stage, features=cfg.data.get("features"),
+        batch_size=cfg.batch_size, decoding=decoding, seed=seed, device=cfg.get("device"),
+        max_new_tokens=cfg.max_new_tokens, parse=parse_emotion, **overrides,
+    )  # fmt: skip
+    errors = dict(item.split(": ", 1) for item in summary.failed.items)
+    done = {str(r["index"]): r for r in read_results(out)} if out.exists() else {}
+    return [
+        done.get(u.id)
+        or {
+            "index": u.id,
+            "text": None,
+            "emotion": u.emotion,
+            "language": u.language,
+            "error": f"inference failed: {errors.get(u.id, 'no output')}",
+        }
+        for u in utts
+    ]
+
+
+def run_evaluation(cfg: Any) -> dict[str, Any]:
+    """The whole evaluation for a composed ``conf/evaluate.yaml`` (see module doc); writes into
+    ``cfg.paths.output_dir`` and returns the metrics."""
+    from hydra.utils import instantiate
+
+    out = Path(cfg.paths.output_dir)
+    dataset = instantiate(cfg.data)
+    utts, n_missing = None, 0
+    if cfg.get("predictions"):
+        if cfg.stability.runs > 1 and not cfg.stability.get("predictions"):
+            raise BadInputError(
+                "stability.runs > 1 decodes again and needs checkpoint=...; to score existing "
+                "sampled outputs give stability.predictions=[run1.jsonl,run2.jsonl,...]"
+            )
+        rows = read_results(cfg.predictions)
+        source = f"predictions {cfg.predictions}"
+    else:
+        if not cfg.get("checkpoint"):
+            raise BadInputError("give checkpoint=<model dir> (or predictions=<results.jsonl>)")
+        listing = out / "missing_inputs.txt"
+        all_utts = dataset.utterances()
+        utts, missing = check_inputs(all_utts, dataset.features, cfg.skip_missing, listing)
+        n_missing = len(all_utts) - len(utts)
+        if missing:
+            print(f"skip_missing: skipped {n_missing} utterance(s) with missing inputs ({listing})")
+        rows = _infer(cfg, utts, out / "results.jsonl", cfg.decoding, cfg.seed)
+        source = f"checkpoint {cfg.checkpoint} ({cfg.decoding} decoding)"
+    scored = score_rows(rows, _parser(cfg, [rows]))
+    judge = (cfg.get("judge") or {}).get("model")
+    metrics = {
+        "kind": KIND,
+        "dataset": dataset.name,
+        "stage": cfg.stage,
+        "source": source,
+        "parser": f"llm judge {judge}" if judge else "rules (c2ser.evaluation.parse)",
+        "system": {"name": cfg.get("system"), **system_info(cfg.get("checkpoint"))},
+        "n": scored["overall"]["n"],
+        "n_unparsed": len(scored["unparsed"]),
+        "n_failed": sum(1 for r in rows if r.get("text") is None),
+        "n_missing": n_missing,
+        "answer_tokens": _token_stats(rows),
+        "overall": scored["overall"],
+        "languages": scored["languages"],
+    }
+    stability = _stability(cfg, rows, utts, out)
+    if stability is not None:
+        metrics["stability"] = stability
+    write_report(out, metrics, scored["unparsed"])
+    return metrics
+
+
+def _stability(
+    cfg: Any, rows: list[dict[str, Any]], utts: list[Utterance] | None, out: Path
+) -> dict[str, Any] | None:
+    """Decode ``stability.runs`` more times (or read ``stability.predictions``) and measure the
+    spread of UA and the agreement over the utterances of the main evaluation."""
+    st = cfg.stability
+    if st.get("predictions"):
+        runs_rows = [read_results(p) for p in st.predictions]
+        decoding = f"{len(runs_rows)} given prediction files"
+    elif st.runs > 1 and utts is not None:
+        runs_rows = [
+            _infer(cfg, utts, out / "stability" / f"run_{i}.jsonl", st.decoding, st.seed + i)
+            for i in range(st.runs)
+        ]
+        decoding = f"{st.decoding} decoding, seeds {st.seed}..{st.seed + st.runs - 1}"
+    else:
+        return None
+    ids = [str(r["index"]) for r in rows]
+    parse = _parser(cfg, runs_rows)
+    runs = []
+    for found in runs_rows:
+        by_id = {str(r["index"]): r for r in found}
+        aligned = [
+            {**r, **by_id[i]} if i in by_id else {**r, "text": None} for i, r in zip(ids, rows)
+        ]
+        preds = score_rows(aligned, parse)["predictions"]
+        runs.append([preds[i] for i in ids])
+    report = stability_report(runs, [r["emotion"] for r in rows])
+    plot_stability(report, out / "stability.png", title=f"{cfg.data.name}: {decoding}")
+    return {**report, "decoding": decoding}
+
+
+def _parser(cfg: Any, row_lists: Sequence[Sequence[dict[str, Any]]]) -> Parser:
+    """The rule parser, or (``judge.model`` set) the LLM judge's labels for every answer."""
+    judge = cfg.get("judge") or {}
+    if not judge.get("model"):
+        return parse_emotion
+    texts = sorted({r["text"] for rows in row_lists for r in rows if r.get("text")})
+    device = judge.get("device") or cfg.get("device")
+    found = judge_emotions(texts, judge.model, judge.get("batch_size", 16), device)
+    labels = dict(zip(texts, found))
+    return lambda text, language=None: labels.get(text)
