@@ -41,12 +41,17 @@ def count_units(text: str, language: str | None) -> int:
     return sum(max(1, len(_VOWEL_GROUPS.findall(w)) - w.lower().endswith("e")) for w in words)
 
 
-def f0_median(wav: np.ndarray, sr: int = SAMPLE_RATE) -> float:
-    """Median F0 in Hz over voiced frames (NaN when nothing is voiced)."""
+def f0_median(wav: np.ndarray, sr: int = SAMPLE_RATE, floor: float = 60.0) -> float:
+    """Median F0 in Hz over voiced frames (NaN when nothing is voiced or the clip is too short).
+
+    Praat needs three periods of the pitch floor (50 ms at 60 Hz) to analyse anything.
+    """
     import parselmouth
 
+    if len(wav) < 3 * sr / floor:
+        return math.nan
     pitch = parselmouth.Sound(wav.astype(np.float64), sr).to_pitch(
-        time_step=0.01, pitch_floor=60.0, pitch_ceiling=600.0
+        time_step=0.01, pitch_floor=floor, pitch_ceiling=600.0
     )
     f0 = pitch.selected_array["frequency"]
     voiced = f0[f0 > 0]

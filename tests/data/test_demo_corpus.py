@@ -25,8 +25,9 @@ def test_sentence_files_cover_every_emotion():
     for lang in ("en", "zh"):
         sentences = load_sentences(lang)
         assert set(sentences) == set(EMOTIONS)
-        assert sum(len(v) for v in sentences.values()) >= 190
-        assert len(sentences["neutral"]) >= 100
+        assert sum(len(v) for v in sentences.values()) >= 200
+        assert len(sentences["neutral"]) >= 150
+        assert all(len(set(v)) == len(v) for v in sentences.values())
 
 
 @pytest.fixture(scope="module")
@@ -60,47 +61,41 @@ def test_deterministic_and_resumable(tiny_corpus, tmp_path):
     for u in read_manifest(again):
         twin = tiny_corpus.parent / u.wav.split(str(tmp_path) + "/")[1]
         assert twin.read_bytes() == Path(u.wav).read_bytes()
-    victim = tmp_path / "wav/en/EN_S01_sad_0000.wav"
-    others = {p: p.stat().st_mtime_ns for p in (tmp_path / "wav").rglob("*.wav") if p != victim}
-    victim.unlink()
+    gone, stale = tmp_path / "wav/en/EN_S01_sad_0000.wav", tmp_path / "wav/zh/ZH_S02_happy_0001.wav"
+    originals = {p: p.read_bytes() for p in (gone, stale)}
+    others = {p: p.stat().st_mtime_ns for p in (tmp_path / "wav").rglob("*.wav")}
+    gone.unlink()
+    stale.write_bytes(gone.with_name("EN_S02_sad_0001.wav").read_bytes())  # valid wav, wrong spec
+    others.pop(gone), others.pop(stale)
     build_demo_corpus(tmp_path, size=3, seed=5, num_speakers=3, workers=1, progress=False)
-    assert victim.exists()
+    assert all(p.read_bytes() == b for p, b in originals.items())
     assert all(p.stat().st_mtime_ns == t for p, t in others.items())
+    assert again.read_text() == tiny_corpus.read_text()
 
 
 def test_emotions_differ_acoustically(tmp_path):
     from c2ser.data.demo.corpus import Job, _render
+    from c2ser.data.demo.prosody import Speaker
     from c2ser.data.manifest import Utterance
+
+    speaker = Speaker("EN_S01", "en-us+m3", pitch_shift=0.0, rate_scale=1.0, gain_db=0.0)
 
     def measure(emotion):
         u = Utterance(
             f"EN_S01_{emotion}_0000", "", emotion, "The bus leaves at half past eight.", "en"
         )
-        wav = _render(Job(u, "en-us+m3", 0, "", 0))
+        wav = _render(Job(u, speaker, 0))
         return f0_median(wav), loudness(wav)
 
-    (_, l_angry), (f_sad, l_sad), (f_happy, _) = map(measure, ("angry", "sad", "happy"))
-    assert f_happy > f_sad + 20 and l_angry > l_sad + 10
+    (f_angry, l_angry), (f_sad, l_sad), (f_happy, _) = map(measure, ("angry", "sad", "happy"))
+    assert f_happy > f_sad + 20 and f_angry > f_sad + 10 and l_angry > l_sad + 10
 
 
 def test_cli(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "demo-corpus",
-                "--out",
-                str(tmp_path),
-                "--size",
-                "3",
-                "--speakers",
-                "3",
-                "--languages",
-                "zh",
-                "--workers",
-                "1",
-            ]
-        )
-        == 0
-    )
+    args = ["demo-corpus", "--out", str(tmp_path), "--languages", "zh", "--workers", "1"]
+    assert main([*args, "--size", "3", "--speakers", "3"]) == 0
     out = capsys.readouterr().out
-    assert "21 utterances" in out and (tmp_path / "manifest.jsonl").exists()
+    assert "21 utterances" in out and f"manifest: {tmp_path / 'manifest.jsonl'}" in out
+    assert main([*args, "--size", "3", "--speakers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "speakers per language must be 3 to 6" in err and "Traceback" not in err

@@ -27,6 +27,7 @@ def test_pitch_and_loudness_measurements():
     assert f0_median(tone(1.0, freq=150.0)) == pytest.approx(150.0, rel=0.03)
     assert f0_median(tone(1.0, freq=260.0)) == pytest.approx(260.0, rel=0.03)
     assert math.isnan(f0_median(np.zeros(16000, dtype=np.float32)))
+    assert math.isnan(f0_median(tone(0.02)))  # shorter than Praat's 3 periods of 60 Hz
     loud, quiet = loudness(tone(1.0, amp=0.5)), loudness(tone(1.0, amp=0.05))
     assert loud - quiet == pytest.approx(20.0, abs=0.5)
     assert loudness(tone(0.2, amp=0.5)) == pytest.approx(loud, abs=3.0)  # short-clip fallback

@@ -7,31 +7,45 @@ Layout (``out_dir``)::
     wav/<lang>/<id>.wav   16 kHz mono PCM16
 
 Splits and folds are speaker-independent: per language, speaker k has ``fold = k``; the last
-speaker is ``test``, the one before ``val``, the others ``train``. Every utterance is generated
-from ``(seed, id)`` alone, so the corpus is byte-identical across runs and worker counts, and a
-rebuild only synthesises missing or unreadable wavs (resumable). The manifest is written last.
+speaker is ``test``, the one before ``val``, the others ``train`` (4 speakers: 2 train, 1 val,
+1 test). Every utterance is generated from ``(seed, id)`` alone, so the corpus is byte-identical
+across runs and worker counts. Rebuilding resumes: a wav is synthesised only when it is missing,
+unreadable or stale (its comment field holds a digest of the text, prosody, speaker, seed and
+synthesiser version, see :meth:`Job.spec`). Wavs are written atomically and the manifest last.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import zlib
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from importlib import resources
+from functools import lru_cache
+from importlib import metadata, resources
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from c2ser.data.audio import SAMPLE_RATE, AudioError, load_audio
-from c2ser.data.demo.prosody import apply_effects, make_speakers, utterance_prosody
-from c2ser.data.manifest import Utterance, relativize, write_manifest
+from c2ser.data.audio import SAMPLE_RATE
+from c2ser.data.demo.prosody import (
+    EMOTION_PROSODY,
+    VOICES,
+    Speaker,
+    apply_effects,
+    make_speakers,
+    utterance_prosody,
+)
+from c2ser.data.manifest import BadInputError, Utterance, relativize, write_manifest
 from c2ser.data.style import assign_bins, measure_style, rounded
 from c2ser.evaluation.metrics import EMOTIONS
+from c2ser.utils.io import atomic_write_bytes
 
+RENDER_VERSION = 2  # bump when _render's output changes for the same arguments
 EMOTION_TEXT_SHARE = 0.3  # share of an emotion's utterances that use an emotion-bearing sentence
 
 
@@ -51,10 +65,21 @@ def load_sentences(language: str) -> dict[str, list[str]]:
 @dataclass(frozen=True)
 class Job:
     utt: Utterance
-    voice: str
+    speaker: Speaker
     seed: int
-    path: str
-    speaker_index: int
+
+    def spec(self) -> str:
+        """A digest of everything the audio depends on, stored in the wav's comment field so that
+        a rebuild after a change of texts, prosody or synthesiser redoes stale files."""
+        u = self.utt
+        key = (RENDER_VERSION, _espeak_version(), self.seed, u.id, u.text, u.emotion, self.speaker)
+        key += (EMOTION_PROSODY[u.emotion],)
+        return "c2ser-demo " + hashlib.sha1(repr(key).encode()).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _espeak_version() -> str:
+    return metadata.version("espeakng-loader")
 
 
 def _rng(seed: int, key: str) -> np.random.Generator:
@@ -65,8 +90,13 @@ def plan(
     out_dir: Path, size: int, seed: int, languages: tuple[str, ...], num_speakers: int
 ) -> list[Job]:
     """Every utterance to produce: balanced over emotions and speakers, texts drawn per id."""
-    if num_speakers < 3:
-        raise ValueError("num_speakers must be at least 3 (train, val and test speakers)")
+    most = min(len(v) for v in VOICES.values())
+    if not 3 <= num_speakers <= most:
+        raise BadInputError(
+            f"speakers per language must be 3 to {most} (train, val, test), got {num_speakers}"
+        )
+    if size < num_speakers:
+        raise BadInputError(f"size {size} < {num_speakers} speakers: some splits would be empty")
     jobs = []
     for lang in languages:
         sentences = load_sentences(lang)
@@ -74,8 +104,7 @@ def plan(
         for emotion in EMOTIONS:
             for i in range(size):
                 k = i % num_speakers
-                spk = speakers[k]
-                uid = f"{spk.id}_{emotion}_{i:04d}"
+                uid = f"{speakers[k].id}_{emotion}_{i:04d}"
                 rng = _rng(seed, uid)
                 pool = (
                     sentences[emotion]
@@ -91,24 +120,24 @@ def plan(
                     emotion,
                     pool[int(rng.integers(len(pool)))],
                     lang,
-                    spk.id,
+                    speakers[k].id,
                     split,
                     k + 1,
                 )
-                jobs.append(Job(utt, spk.voice, seed, utt.wav, k))
+                jobs.append(Job(utt, speakers[k], seed))
     return jobs
 
 
 def _render(job: Job) -> np.ndarray:
+    """espeak at the utterance's prosody, effects, 16 kHz, random lead/tail silence, noise floor."""
     from c2ser.data.demo.espeak import synthesize
 
     u = job.utt
-    speaker = make_speakers(u.language, job.speaker_index + 1, job.seed)[job.speaker_index]
     rng = _rng(job.seed, u.id + "/prosody")
-    p = utterance_prosody(u.emotion, speaker, rng)
+    p = utterance_prosody(u.emotion, job.speaker, rng)
     wav, sr = synthesize(
         u.text,
-        job.voice,
+        job.speaker.voice,
         rate=round(p.rate),
         pitch=round(p.pitch),
         range=round(p.range),
@@ -117,24 +146,40 @@ def _render(job: Job) -> np.ndarray:
     wav = soxr.resample(apply_effects(wav, sr, p), sr, SAMPLE_RATE, quality="HQ")
     lead, tail = (int(rng.uniform(0.1, 0.3) * SAMPLE_RATE) for _ in range(2))
     wav = np.concatenate([np.zeros(lead), wav, np.zeros(tail)])
-    wav += rng.normal(
-        0, 10 ** (-60 / 20), len(wav)
-    )  # a faint noise floor instead of digital silence
-    return np.clip(wav, -1, 1).astype(np.float32)
+    wav += rng.normal(0, 10 ** (-60 / 20), len(wav))  # a faint noise floor, not digital silence
+    peak = np.abs(wav).max()  # resampling can overshoot a little: scale, never clip
+    return (wav * min(1.0, 0.99 / peak)).astype(np.float32)
+
+
+def _read_current(path: str, spec: str) -> np.ndarray | None:
+    """The wav at ``path`` if it decodes and was rendered from ``spec``, else ``None``."""
+    try:
+        with sf.SoundFile(path) as f:
+            if f.comment != spec or f.samplerate != SAMPLE_RATE or f.frames == 0:
+                return None
+            return f.read(dtype="float32")
+    except (RuntimeError, OSError):  # missing or undecodable: synthesise it again
+        return None
+
+
+def _write_wav(path: str, wav: np.ndarray, spec: str) -> np.ndarray:
+    """Write PCM16 atomically with ``spec`` in the comment; returns the audio as stored."""
+    buf = io.BytesIO()
+    with sf.SoundFile(buf, "w", SAMPLE_RATE, 1, "PCM_16", format="WAV") as f:
+        f.comment = spec
+        f.write(wav)
+    atomic_write_bytes(path, buf.getvalue())
+    buf.seek(0)
+    return sf.read(buf, dtype="float32")[0]
 
 
 def _produce(job: Job) -> tuple[str, dict, bool]:
-    """Synthesise (unless a readable wav exists) and measure one utterance."""
-    created = False
-    try:
-        wav = load_audio(job.path)
-    except AudioError:
-        wav = _render(job)
-        tmp = f"{job.path}.tmp.wav"
-        sf.write(tmp, wav, SAMPLE_RATE, subtype="PCM_16")
-        os.replace(tmp, job.path)
-        wav = load_audio(job.path)  # measure what was written (PCM16-rounded)
-        created = True
+    """Synthesise (unless an up-to-date wav exists) and measure one utterance."""
+    spec = job.spec()
+    wav = _read_current(job.utt.wav, spec)
+    created = wav is None
+    if created:
+        wav = _write_wav(job.utt.wav, _render(job), spec)
     info = {
         "duration": round(len(wav) / SAMPLE_RATE, 3),
         **rounded(measure_style(wav, job.utt.text, job.utt.language)),
@@ -151,7 +196,10 @@ def build_demo_corpus(
     workers: int | None = None,
     progress: bool = True,
 ) -> Path:
-    """Synthesise ``size`` utterances per emotion and language; returns the manifest path."""
+    """Synthesise ``size`` utterances per emotion and language; returns the manifest path.
+
+    ``workers`` processes (default: up to 2) synthesise in parallel; each has its own espeak.
+    """
     from tqdm import tqdm
 
     out = Path(out_dir).resolve()
@@ -175,14 +223,20 @@ def build_demo_corpus(
     for u in utts:
         u.extra.update(results[u.id])
     assign_bins(utts, per_language=True)
-    manifest = write_manifest(out / "manifest.jsonl", relativize(utts, out))
     if progress:
-        counts = Counter((u.split, u.language) for u in utts)
-        hours = sum(u.extra["duration"] for u in utts) / 3600
-        print(
-            f"demo corpus: {len(utts)} utterances ({created} synthesised, {len(utts) - created} "
-            f"reused), {hours * 60:.1f} min of audio; "
-            + ", ".join(f"{s}/{lang}={n}" for (s, lang), n in sorted(counts.items()))
-            + f"\nmanifest: {manifest}"
-        )
-    return manifest
+        print(f"synthesised {created} wavs, reused {len(utts) - created} up-to-date ones")
+    return write_manifest(out / "manifest.jsonl", relativize(utts, out))
+
+
+def summarize(utts: list[Utterance]) -> str:
+    """A table of utterance counts per split x emotion for each language, plus total audio."""
+    counts = Counter((u.language, u.split, u.emotion) for u in utts)
+    minutes = sum(float(u.extra.get("duration", 0.0)) for u in utts) / 60
+    emotions = [e for e in EMOTIONS if any(k[2] == e for k in counts)]
+    lines = [f"{len(utts)} utterances, {minutes:.1f} min of audio"]
+    for lang in sorted({u.language for u in utts}):
+        lines.append(f"{lang:<7}" + "".join(f"{e[:9]:>10}" for e in emotions) + f"{'total':>8}")
+        for split in ("train", "val", "test"):
+            row = [counts[lang, split, e] for e in emotions]
+            lines.append(f"  {split:<5}" + "".join(f"{n:>10}" for n in row) + f"{sum(row):>8}")
+    return "\n".join(lines)
