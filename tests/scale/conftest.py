@@ -121,3 +121,26 @@ def corpus(tmp_path: Path):
         return tone_corpus(root, n_train, **kw)
 
     return make
+
+
+# ~10 batches an epoch (max_frames 150 = 3 utterances of <= 0.5 s), 4 epochs, a checkpoint every
+# 2 steps: most kills land mid-epoch. Dropout stays on (0.1), so the RNG must be restored too.
+# Everything else is the default config: atomic checkpoint IO, the RNG-state callback, the
+# resumable train loader (see test_defaults_make_training_resumable).
+RESUMABLE = (
+    "experiment=demo",
+    "data.max_frames=150",
+    "model.dim=32",
+    "model.layers=1",
+    "trainer.max_epochs=4",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_model_summary=false",
+    "test=false",
+    "ckpt_path=auto",
+    "~callbacks.progress_bar",
+    "callbacks.model_checkpoint.every_n_train_steps=2",
+)
+
+
+def run_dir(root: Path, name: str) -> Path:
+    return root / "logs" / "demo" / "runs" / name

@@ -16,14 +16,15 @@ import torch
 
 from tests.scale.conftest import (
     REPO,
+    RESUMABLE,
     finish,
+    run_dir,
     run_train,
     start_train,
     step_losses,
     train_cmd,
     train_env,
 )
-from tests.scale.test_resume import RESUMABLE, run_dir
 
 FAKES = {
     # submit: keep the script, answer like sbatch; the job never runs
