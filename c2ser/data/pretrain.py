@@ -34,30 +34,33 @@ class MixedBatchSampler(Sampler[list[int]]):
     """Batches of indices into ``[labelled..., unlabelled...]`` with ``round(labelled_fraction *
     batch_size)`` labelled items each (all of one kind when the other pool is empty).
 
-    Each pool is walked in a fresh random order and restarted when used up, so small labelled
-    sets are revisited more often than large unlabelled ones. ``set_epoch`` reseeds; ``rank``
-    gives each distributed process its own stream.
+    Every pool is walked in a fresh random order and restarted when used up, so a small
+    labelled set is revisited more often than a large unlabelled one. With ``pairs`` the
+    labelled items come as two utterances of one emotion (emotions taken in turn): a
+    contrastive loss then has a positive for every anchor, which 4 random picks out of 7
+    classes rarely give. ``set_epoch`` reseeds; ``rank`` gives each process its own stream.
     """
 
     def __init__(
         self,
-        n_labelled: int,
+        labels: Sequence[int],
         n_unlabelled: int,
         batch_size: int,
         labelled_fraction: float = 0.5,
         num_batches: int | None = None,
         seed: int = 0,
         rank: int = 0,
+        pairs: bool = True,
     ) -> None:
-        if n_labelled + n_unlabelled == 0:
+        if len(labels) + n_unlabelled == 0:
             raise ValueError("no utterances to sample from")
         if not 0.0 <= labelled_fraction <= 1.0:
             raise ValueError("labelled_fraction must be in [0, 1]")
-        self.n_labelled, self.n_unlabelled, self.batch_size = n_labelled, n_unlabelled, batch_size
+        self.labels, self.n_unlabelled, self.batch_size = list(labels), n_unlabelled, batch_size
         k = round(labelled_fraction * batch_size)
-        self.k = batch_size if n_unlabelled == 0 else 0 if n_labelled == 0 else k
-        self.num_batches = num_batches or math.ceil((n_labelled + n_unlabelled) / batch_size)
-        self.seed, self.rank, self.epoch = seed, rank, 0
+        self.k = batch_size if n_unlabelled == 0 else 0 if not self.labels else k
+        self.num_batches = num_batches or math.ceil((len(labels) + n_unlabelled) / batch_size)
+        self.seed, self.rank, self.epoch, self.pairs = seed, rank, 0, pairs
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -67,11 +70,24 @@ class MixedBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = random.Random(f"{self.seed}-{self.epoch}-{self.rank}")
-        pools = [_cycle(range(self.n_labelled), rng), _cycle(range(self.n_unlabelled), rng)]
+        n_lab = len(self.labels)
+        unlabelled = _cycle(range(self.n_unlabelled), rng)
+        by_class: dict[int, list[int]] = {}
+        for i, c in enumerate(self.labels):
+            by_class.setdefault(c, []).append(i)
+        paired = {c: _cycle(ids, rng) for c, ids in by_class.items() if len(ids) > 1}
+        classes = _cycle(sorted(paired), rng) if self.pairs and paired else None
+        labelled = _cycle(range(n_lab), rng)
         for _ in range(self.num_batches):
-            lab = [next(pools[0]) for _ in range(self.k)]
-            unl = [self.n_labelled + next(pools[1]) for _ in range(self.batch_size - self.k)]
-            yield lab + unl
+            lab: list[int] = []
+            while len(lab) < self.k:
+                if classes is None or self.k - len(lab) == 1:
+                    lab.append(next(labelled))
+                    continue
+                pool = paired[next(classes)]
+                a, b = next(pool), next(pool)
+                lab += [a, b if b != a else next(pool)]
+            yield lab + [n_lab + next(unlabelled) for _ in range(self.batch_size - self.k)]
 
 
 def _cycle(items: Sequence[int], rng: random.Random) -> Iterator[int]:
@@ -122,6 +138,8 @@ class PretrainDataModule(pl.LightningDataModule):
         train_splits: manifest ``split`` values used for training (rows without a split count
             as train); ``val_split``: labelled rows for the validation losses.
         labelled_fraction: share of labelled utterances in every training batch.
+        labelled_pairs: draw labelled utterances in same-emotion pairs (see the sampler; an
+            emotion with a single labelled utterance is then never drawn).
         batches_per_epoch: default: one pass over both pools' size.
         demo_corpus: kwargs for :func:`c2ser.data.demo.build_demo_corpus` to synthesise a
             missing ``labelled`` manifest first (the demo job).
@@ -135,6 +153,7 @@ class PretrainDataModule(pl.LightningDataModule):
         train_splits: Sequence[str] = ("train",),
         val_split: str | None = "val",
         labelled_fraction: float = 0.5,
+        labelled_pairs: bool = True,
         batch_size: int = 8,
         batches_per_epoch: int | None = None,
         crop_seconds: float = 4.0,
@@ -151,6 +170,7 @@ class PretrainDataModule(pl.LightningDataModule):
         self.labelled, self.unlabelled, self.labels = labelled, unlabelled, list(labels)
         self.train_splits, self.val_split = set(train_splits), val_split
         self.labelled_fraction, self.batch_size = labelled_fraction, batch_size
+        self.labelled_pairs = labelled_pairs
         self.batches_per_epoch, self.num_workers, self.seed = batches_per_epoch, num_workers, seed
         self.crop, self.min_seconds = int(crop_seconds * SAMPLE_RATE), min_seconds
         self.audio_root, self.skip_bad = audio_root, skip_bad
@@ -202,8 +222,8 @@ class PretrainDataModule(pl.LightningDataModule):
         lab, unl = self.pools["labelled"], self.pools["unlabelled"]
         rank = self.trainer.global_rank if self.trainer else 0
         sampler = MixedBatchSampler(
-            len(lab), len(unl), self.batch_size, self.labelled_fraction,
-            self.batches_per_epoch, self.seed, rank,
+            [label for _, label, _ in lab], len(unl), self.batch_size, self.labelled_fraction,
+            self.batches_per_epoch, self.seed, rank, self.labelled_pairs,
         )  # fmt: skip
         data = WaveDataset(lab + unl, self.crop, random_crop=True, seed=self.seed + rank)
         return self._loader(data, batch_sampler=sampler)

@@ -151,15 +151,23 @@ def test_init_from_a_converted_directory(tmp_path):
         Emotion2VecSPretrainTask(Emotion2VecS(tiny_config(dim=32)), init_from=str(src))
 
 
-def test_mixed_batch_sampler_ratio():
-    sampler = MixedBatchSampler(5, 40, batch_size=8, labelled_fraction=0.25, num_batches=30)
-    batches = list(sampler)
-    assert len(batches) == 30 and all(len(b) == 8 for b in batches)
-    assert all(sum(i < 5 for i in b) == 2 for b in batches)
-    assert {i for b in batches for i in b if i < 5} == set(range(5))  # the small pool cycles
-    assert list(MixedBatchSampler(0, 9, 4, 0.5, 2)) and all(
-        i < 9 for b in MixedBatchSampler(9, 0, 4, 0.5, 2) for i in b
+def test_mixed_batch_sampler_ratio_and_pairs():
+    labels = [0, 0, 1, 1, 2]
+    batches = list(
+        MixedBatchSampler(labels, 40, batch_size=8, labelled_fraction=0.5, num_batches=30)
     )
+    assert len(batches) == 30 and all(len(b) == 8 for b in batches)
+    for b in batches:
+        lab = b[:4]
+        assert all(i < 5 for i in lab) and all(i >= 5 for i in b[4:])
+        assert labels[lab[0]] == labels[lab[1]] and lab[0] != lab[1]  # same-emotion pairs
+        assert labels[lab[2]] == labels[lab[3]] and lab[2] != lab[3]
+    assert {i for b in batches for i in b[:4]} == {0, 1, 2, 3}  # class 2 has no partner
+    plain = list(MixedBatchSampler(labels, 40, 8, 0.25, 30, pairs=False))
+    assert all(sum(i < 5 for i in b) == 2 for b in plain)
+    assert {i for b in plain for i in b if i < 5} == set(range(5))  # the small pool cycles
+    assert all(i >= 0 for b in MixedBatchSampler([], 9, 4, 0.5, 2) for i in b)
+    assert all(i < 9 for b in MixedBatchSampler([0] * 9, 0, 4, 0.5, 2) for i in b)
 
 
 def test_datamodule_batches(tmp_path):
