@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 def pad_batch(
@@ -94,3 +95,74 @@ class DynamicBucketSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self._batches())
+
+
+class _SkipFirst(Sampler[list[int]]):
+    """Wrap a batch sampler; on the next iteration of ``epoch`` skip its first ``start`` batches.
+
+    Skipping happens on index lists, so resumed batches cost no audio decoding. ``len`` stays the
+    full epoch (Lightning counts the skipped batches as already seen).
+    """
+
+    def __init__(self, inner: Sampler[list[int]]) -> None:
+        self.inner, self.resume_at = inner, (None, 0)
+
+    @property
+    def epoch(self) -> int:
+        return getattr(self.inner, "epoch", 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        (epoch, start), self.resume_at = self.resume_at, (None, 0)
+        it = iter(self.inner)
+        if epoch == self.epoch:
+            for _ in range(start):
+                next(it, None)
+        yield from it
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over an epoch-seeded batch sampler whose position survives a checkpoint.
+
+    Lightning stores ``state_dict()`` of stateful train loaders in its checkpoints and calls
+    ``load_state_dict`` before iterating again, but a plain DataLoader restarts the epoch from its
+    first batch, so a run resumed mid-epoch would see some batches twice and others never. This
+    loader records the epoch and how many batches it has served, and skips those on resume. The
+    batch sampler must reproduce an epoch's order from ``set_epoch`` alone
+    (:class:`DynamicBucketSampler` does). It draws worker seeds from its own generator, so
+    creating an iterator never consumes the global torch RNG (whose state a resume restores).
+    """
+
+    def __init__(
+        self, dataset: Any, batch_sampler: Sampler[list[int]], seed: int = 0, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            dataset,
+            batch_sampler=_SkipFirst(batch_sampler),
+            generator=torch.Generator().manual_seed(seed),
+            **kwargs,
+        )
+        self._served = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        sampler: _SkipFirst = self.batch_sampler  # type: ignore[assignment]
+        epoch, start = sampler.resume_at
+        self._served = start if epoch == sampler.epoch else 0
+        for batch in super().__iter__():
+            self._served += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        sampler: _SkipFirst = self.batch_sampler  # type: ignore[assignment]
+        return {"epoch": sampler.epoch, "served": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        sampler: _SkipFirst = self.batch_sampler  # type: ignore[assignment]
+        sampler.set_epoch(state["epoch"])
+        sampler.resume_at = (state["epoch"], state["served"])

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from c2ser.data.audio import AudioError, audio_seconds, load_audio
-from c2ser.data.batching import DynamicBucketSampler, pad_batch
+from c2ser.data.batching import DynamicBucketSampler, ResumableLoader, pad_batch
 from c2ser.data.manifest import BadInputError, SkipReport, Utterance, read_manifest
 from c2ser.data.mel import log_mel
 from c2ser.data.table import manifest_table, with_decoder
@@ -123,9 +123,10 @@ class AudioClassificationDataModule(pl.LightningDataModule):
             num_replicas=world,
             rank=rank,
         )
-        return DataLoader(
+        return ResumableLoader(
             table,
             batch_sampler=sampler,
+            seed=self.seed,
             collate_fn=self.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from c2ser.data.audio import SAMPLE_RATE, AudioError, audio_seconds, load_audio
-from c2ser.data.batching import pad_batch
+from c2ser.data.batching import ResumableLoader, pad_batch
 from c2ser.data.manifest import BadInputError, SkipReport, read_manifest
 from c2ser.evaluation.metrics import EMOTIONS
 
@@ -226,7 +226,11 @@ class PretrainDataModule(pl.LightningDataModule):
             self.batches_per_epoch, self.seed, rank, self.labelled_pairs,
         )  # fmt: skip
         data = WaveDataset(lab + unl, self.crop, random_crop=True, seed=self.seed + rank)
-        return self._loader(data, batch_sampler=sampler)
+        # resumes at its batch position mid-epoch (the random crops of a resumed run differ)
+        return ResumableLoader(
+            data, sampler, seed=self.seed, collate_fn=collate, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader | list:
         if not self.pools["val"]:

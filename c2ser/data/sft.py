@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from c2ser.data.audio import AudioError, audio_seconds, load_audio
-from c2ser.data.batching import DynamicBucketSampler, pad_batch
+from c2ser.data.batching import DynamicBucketSampler, ResumableLoader, pad_batch
 from c2ser.data.cot import explicit_target, implicit_target, utterance_language
 from c2ser.data.feature_datamodule import load_feature
 from c2ser.data.manifest import BadInputError, SkipReport, Utterance, read_manifest
@@ -312,9 +312,10 @@ class SFTDataModule(pl.LightningDataModule):
             num_replicas=world,
             rank=rank,
         )
-        return DataLoader(
+        return ResumableLoader(
             _Decoded(rows, self.decode),
             batch_sampler=sampler,
+            seed=self.seed,
             collate_fn=self.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

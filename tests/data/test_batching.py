@@ -1,6 +1,6 @@
 import torch
 
-from c2ser.data.batching import DynamicBucketSampler, pad_batch
+from c2ser.data.batching import DynamicBucketSampler, ResumableLoader, pad_batch
 
 
 def test_pad_batch_masks():
@@ -41,3 +41,40 @@ def test_unshuffled_is_sorted_by_length():
     batches = list(DynamicBucketSampler(lengths, max_frames=8, shuffle=False))
     flat = [i for b in batches for i in b]
     assert [lengths[i] for i in flat] == sorted(lengths)
+
+
+def _loader(lengths: list[int]) -> ResumableLoader:
+    sampler = DynamicBucketSampler(lengths, max_frames=40, window=8, seed=3)
+    return ResumableLoader(list(range(len(lengths))), sampler, collate_fn=list)
+
+
+def test_resumable_loader_continues_mid_epoch_where_it_stopped():
+    lengths = [5 + (7 * i) % 13 for i in range(30)]
+    full = _loader(lengths)
+    full.batch_sampler.set_epoch(2)
+    epoch2 = list(full)
+    assert len(epoch2) == len(full) > 4
+
+    killed = _loader(lengths)
+    killed.batch_sampler.set_epoch(2)
+    it = iter(killed)
+    for _ in range(3):
+        next(it)
+    state = killed.state_dict()
+    assert state == {"epoch": 2, "served": 3}
+
+    resumed = _loader(lengths)  # a fresh process: epoch 0, position 0
+    resumed.load_state_dict(state)
+    resumed.batch_sampler.set_epoch(2)  # what Lightning does before iterating
+    assert list(resumed) == epoch2[3:]
+    assert resumed.state_dict()["served"] == len(epoch2)
+    resumed.batch_sampler.set_epoch(3)  # the skip applies to the resumed epoch only
+    assert len(list(resumed)) == len(full)
+
+
+def test_resumable_loader_leaves_the_global_rng_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    list(_loader([5] * 10))
+    assert torch.equal(torch.rand(3), expected)

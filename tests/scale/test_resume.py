@@ -1,0 +1,110 @@
+"""Fault tolerance: ``kill -9`` a training run at a random moment, rerun the same command, and the
+resumed run continues exactly where the uninterrupted one went (model, optimizer, scheduler,
+sampler position mid-epoch, RNG); checkpoints are written atomically."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from c2ser.utils.checkpoint_io import AtomicCheckpointIO
+from tests.scale.conftest import (
+    REPO,
+    RESUMABLE,
+    finish,
+    run_dir,
+    run_train,
+    start_train,
+    step_losses,
+    train_cmd,
+    train_env,
+)
+
+
+def wait_for_new_file(path: Path, proc: subprocess.Popen, previous) -> tuple[tuple, float]:
+    """Wait until ``path`` exists as another file than ``previous`` (inode + mtime); return
+    (identity, monotonic time seen)."""
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            st = path.stat()
+            identity = (st.st_ino, st.st_mtime_ns)
+        except FileNotFoundError:
+            identity = None
+        if identity is not None and (previous is None or identity != previous[0]):
+            return identity, time.monotonic()
+        time.sleep(0.005)
+    raise AssertionError(f"{path} did not appear (again) while the run was alive")
+
+
+def test_kill9_and_rerun_continues_like_an_uninterrupted_run(tmp_path, corpus):
+    manifest = corpus(28, seconds=None)
+    args = (*RESUMABLE, f"data.manifest={manifest}")
+    victim = subprocess.Popen(
+        train_cmd(*args, "run_name=killed"),
+        cwd=tmp_path,
+        env=train_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    reference_run = start_train(tmp_path, *args, "run_name=reference")
+    # kill at a random moment within the next ~12 steps after the first checkpoint (of ~40),
+    # paced by the time between the first two checkpoints, so that fast and slow machines alike
+    # kill mid-run
+    last = run_dir(tmp_path, "killed") / "checkpoints" / "last.ckpt"
+    first = wait_for_new_file(last, victim, previous=None)
+    wait_for_new_file(last, victim, previous=first)
+    time.sleep(random.uniform(0.0, 6 * (time.monotonic() - first[1])))
+    assert victim.poll() is None, "the run finished before it could be killed"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    finish(reference_run)
+    killed_at = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+
+    assert "resuming from" in run_train(tmp_path, *args, "run_name=killed")
+
+    reference = step_losses(run_dir(tmp_path, "reference") / "csv" / "metrics.csv")
+    resumed = step_losses(run_dir(tmp_path, "killed") / "csv" / "metrics.csv")
+    after = sorted(s for s in resumed if s >= killed_at)
+    assert after and after == sorted(s for s in reference if s >= killed_at)
+    assert max(after) == max(reference)  # the resumed run finished the whole schedule
+    for s in after:
+        assert resumed[s] == pytest.approx(reference[s], abs=1e-6), f"step {s}"
+
+
+def test_defaults_make_training_resumable():
+    from c2ser.data.batching import ResumableLoader
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=demo"])
+    assert cfg.ckpt_path == "auto"
+    assert cfg.plugins.atomic_checkpoint_io._target_.endswith("checkpoint_io.AtomicCheckpointIO")
+    assert cfg.callbacks.rng_state._target_.endswith("checkpoint_io.RNGStateCheckpoint")
+    assert "every_n_train_steps" in cfg.callbacks.model_checkpoint
+    assert hasattr(ResumableLoader, "state_dict") and hasattr(ResumableLoader, "load_state_dict")
+
+
+def test_atomic_checkpoint_io_keeps_the_old_file_when_a_save_fails(tmp_path):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "ckpts" / "last.ckpt"
+    io.save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+    assert io.load_checkpoint(path, weights_only=False)["step"] == 1
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("interrupted mid-save")
+
+    with pytest.raises(RuntimeError, match="mid-save"):
+        io.save_checkpoint({"step": 2, "bad": Unpicklable()}, path)
+    assert io.load_checkpoint(path, weights_only=False)["step"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temp file left
