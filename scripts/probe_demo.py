@@ -6,11 +6,12 @@ with few epochs, and prints ``c2ser probe-report`` for it, then one line compari
 configurations' test UA::
 
     python scripts/probe_demo.py                         # demo corpus, 20 epochs, both feature sets
-    python scripts/probe_demo.py --epochs 100 --e2v-args "--checkpoint data/models/e2vs.pt"
+    python scripts/probe_demo.py --epochs 100 --e2v-args "--level frame --checkpoint DIR"
 
-The Emotion2Vec-S features come from whatever ``--e2v-args`` selects (by default the tiny model
-config); its report says so, because a randomly initialised encoder is not expected to beat
-log-mel statistics.
+The Emotion2Vec-S features come from whatever ``--e2v-args`` selects. No pretrained checkpoint
+ships with the project, so the default is a randomly initialised tiny model, which is not expected
+to beat log-mel statistics; pass ``--checkpoint`` (a converted official checkpoint, or a run of
+``experiment=e2vs_pretrain``) for a meaningful comparison. Each report header names the options.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--logmel-args", default="--extractor logmel", help="c2ser extract options")
     p.add_argument(
         "--e2v-args",
-        default="--level frame --model tiny",
-        help="c2ser extract options for Emotion2Vec-S (e.g. add --checkpoint PATH)",
+        default="--level frame --random-init --model tiny",
+        help="c2ser extract options for Emotion2Vec-S (e.g. --level frame --checkpoint DIR)",
     )
     args = p.parse_args(argv)
     corpus, out = REPO / args.corpus, REPO / args.out
