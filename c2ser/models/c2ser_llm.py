@@ -46,7 +46,10 @@ from c2ser.models.adapter import Connector, Downsampler
 from c2ser.models.speech_encoder import SpeechEncoder, encoder_config
 from c2ser.models.tokenizer import EOD_ID
 
-PARAM_GROUPS = ("encoder", "downsampler", "connector", "projection", "speech_embeddings", "lora")
+# What the official recipe trains (``link_and_encoder_and_lora``); "llm" (the base Qwen2 itself) is
+# an extra group for random demo LLMs, which have nothing pretrained to keep.
+OFFICIAL_GROUPS = ("encoder", "downsampler", "connector", "projection", "speech_embeddings", "lora")
+PARAM_GROUPS = (*OFFICIAL_GROUPS, "llm")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj")
 CONFIG_FILE, WEIGHTS_FILE, LLM_SUBDIR = "config.json", "model.safetensors", "llm"
 
@@ -63,7 +66,9 @@ class C2SERConfig:
     zero-padded to the encoder width as released; an encoder narrower than ``ssl_dim`` (tiny and
     demo models) gets a Linear ``ssl_proj`` instead. Audio longer than the encoder's 30 s window is
     encoded in 30 s chunks; above ``max_audio_seconds`` it is refused. ``trainable`` lists the
-    PARAM_GROUPS that train; ``gradient_checkpointing`` covers the encoder and the LLM.
+    PARAM_GROUPS that train (default: the official set, base LLM frozen; adding ``llm`` fine-tunes
+    the whole base LLM, which the tiny demo models do because theirs is random);
+    ``gradient_checkpointing`` covers the encoder and the LLM.
     """
 
     n_mels: int = 80
@@ -90,7 +95,7 @@ class C2SERConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.1
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
-    trainable: list[str] = field(default_factory=lambda: list(PARAM_GROUPS))
+    trainable: list[str] = field(default_factory=lambda: list(OFFICIAL_GROUPS))
     max_audio_seconds: float = 300.0
     gradient_checkpointing: bool = False
 
@@ -143,7 +148,7 @@ class C2SER(nn.Module):
 
     # ----------------------------------------------------------------- trainable parts
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters per group (PARAM_GROUPS, plus the always-frozen base ``llm``)."""
+        """Parameters per group (PARAM_GROUPS; ``llm`` is the base LLM without LoRA)."""
         lora = [p for n, p in self.llm.named_parameters() if "lora_" in n]
         lora_ids = {id(p) for p in lora}
         return {
@@ -164,8 +169,8 @@ class C2SER(nn.Module):
     def set_trainable(self, groups: Iterable[str]) -> None:
         """Train exactly ``groups`` (names from PARAM_GROUPS); everything else is frozen.
 
-        Whisper's sinusoidal positions and the base LLM always stay frozen, and so do the encoder
-        and downsampler when ``use_whisper=False`` (unused parameters would break DDP).
+        Whisper's sinusoidal positions always stay frozen, and so do the encoder and downsampler
+        when ``use_whisper=False`` (unused parameters would break DDP).
         """
         groups = set(groups)
         if groups - set(PARAM_GROUPS):
@@ -344,10 +349,20 @@ class C2SER(nn.Module):
     def _base_llm(self) -> nn.Module:
         return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
 
+    @property
+    def trains_llm(self) -> bool:
+        """Whether the base LLM itself is fine-tuned (the ``llm`` group)."""
+        return "llm" in self.config.trainable
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Everything except the frozen base LLM: the whole speech side (small, and needed to
-        rebuild the model whatever was frozen) plus LoRA. This is what checkpoints store."""
-        return {k: v for k, v in self.state_dict().items() if not _is_base_llm_key(k)}
+        """Everything except a frozen base LLM: the whole speech side (small, and needed to
+        rebuild the model whatever was frozen) plus LoRA, plus the base LLM when it trains."""
+        state = self.state_dict()
+        return (
+            state
+            if self.trains_llm
+            else {k: v for k, v in state.items() if not _is_base_llm_key(k)}
+        )
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Inverse of :meth:`trainable_state_dict`; fails loudly on missing or unexpected keys."""
@@ -363,19 +378,24 @@ class C2SER(nn.Module):
         """Write ``config.json`` + ``model.safetensors`` (:meth:`trainable_state_dict`).
 
         The base LLM is referenced by its path; it is written once into ``out_dir/llm`` when it
-        has no path (random ``llm_config``) or when ``trainable_only=False``.
+        has no path (random ``llm_config``), when it was fine-tuned (``llm`` group) or when
+        ``trainable_only=False``. The safetensors file never repeats it.
         """
         from safetensors.torch import save_file
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         cfg = asdict(self.config)
-        if self.config.llm_path is None or not trainable_only:
+        if self.config.llm_path is None or self.trains_llm or not trainable_only:
             save_base_llm(self._base_llm(), out / LLM_SUBDIR)
             cfg.update(llm_path=LLM_SUBDIR, llm_config=None)
         else:
             cfg["llm_path"] = str(Path(self.config.llm_path).resolve())
-        state = {k: v.detach().contiguous().cpu() for k, v in self.trainable_state_dict().items()}
+        state = {
+            k: v.detach().contiguous().cpu()
+            for k, v in self.state_dict().items()
+            if not _is_base_llm_key(k)
+        }
         save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
         (out / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
         return out
@@ -401,7 +421,10 @@ class C2SER(nn.Module):
             cfg["llm_path"] = str(model_dir / cfg["llm_path"])
         cfg["encoder_init"] = None  # the saved weights hold the whole speech side
         model = cls(C2SERConfig(**cfg))
-        model.load_trainable_state_dict(load_file(str(model_dir / WEIGHTS_FILE)))
+        state = load_file(str(model_dir / WEIGHTS_FILE))
+        if model.trains_llm:  # the fine-tuned base LLM came from model_dir/llm
+            state |= {k: v for k, v in model.state_dict().items() if _is_base_llm_key(k)}
+        model.load_trainable_state_dict(state)
         return model.to(device) if device is not None else model
 
 

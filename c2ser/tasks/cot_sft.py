@@ -2,7 +2,8 @@
 
 What trains is the model's business (``model.trainable``: by default the official
 ``link_and_encoder_and_lora`` set, i.e. encoder, downsampler, connector, projection, speech
-embeddings and LoRA; the base Qwen2 is always frozen and Emotion2Vec-S features come precomputed);
+embeddings and LoRA; the base Qwen2 is frozen unless the ``llm`` group is listed, as the tiny demo
+models do with their random one; Emotion2Vec-S features come precomputed);
 this task optimises every parameter that requires grad with the official recipe:
 
 * AdamW lr 5e-5, betas (0.9, 0.99), eps 1e-6, weight decay 0.01;
@@ -12,11 +13,11 @@ this task optimises every parameter that requires grad with the official recipe:
   activation checkpointing of the encoder and the LLM is ``model.gradient_checkpointing=true``.
 
 Checkpoints hold only what cannot be rebuilt from the config: the model's
-:meth:`~c2ser.models.c2ser_llm.C2SER.trainable_state_dict` (speech side + LoRA; the whole model
-when the base LLM is random, i.e. has no ``llm_path``) and the resolved model config. At the end
-of ``fit`` the model is exported with ``save_pretrained`` to ``export_dir`` (default
-``<run>/model``), the directory ``c2ser infer --checkpoint`` and Stage 2's ``init_from`` read.
-:func:`export_checkpoint` exports any ``.ckpt`` the same way.
+:meth:`~c2ser.models.c2ser_llm.C2SER.trainable_state_dict` (speech side + LoRA, plus the base
+LLM when it trains; the whole model when the base LLM is random, i.e. has no ``llm_path``) and the
+resolved model config. At the end of ``fit`` the model is exported with ``save_pretrained`` to
+``export_dir`` (default ``<run>/model``), the directory ``c2ser infer --checkpoint`` and Stage 2's
+``init_from`` read. :func:`export_checkpoint` exports any ``.ckpt`` the same way.
 
 Validation reports the teacher-forced loss and, for the first ``val_generate`` utterances, greedy
 answers parsed for an emotion: ``val/parse_rate``, ``val/acc`` and ``val/answer_tokens``.
@@ -201,14 +202,15 @@ def checkpoint_keys(model: nn.Module) -> list[str]:
 def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load an exported model dir (``save_pretrained``) or a Lightning ``.ckpt`` into ``model``.
 
-    Missing or unexpected keys fail loudly. A random base LLM (no ``llm_path``) is taken from
-    the source too, so Stage 2 continues the very model Stage 1 trained.
+    Missing or unexpected keys fail loudly. A base LLM saved with the source (random, i.e. no
+    ``llm_path``, or fine-tuned through the ``llm`` group) is taken from it too, so Stage 2
+    continues the very model Stage 1 trained.
     """
     path = Path(path)
     if path.is_dir():
-        from c2ser.models.c2ser_llm import C2SER
+        from c2ser.models.c2ser_llm import C2SER, LLM_SUBDIR
 
-        if getattr(model.config, "llm_path", None) is None:
+        if getattr(model.config, "llm_path", None) is None or (path / LLM_SUBDIR).is_dir():
             overrides = {f.name: getattr(model.config, f.name) for f in _runtime_fields(model)}
             model.load_state_dict(C2SER.from_pretrained(path, **overrides).state_dict())
         else:

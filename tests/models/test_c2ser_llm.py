@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from c2ser.models.c2ser_llm import C2SER, PARAM_GROUPS
+from c2ser.models.c2ser_llm import C2SER, OFFICIAL_GROUPS
 from c2ser.models.tokenizer import EOD_ID, make_tiny_qwen2
 from tests.models.conftest import make_batch, make_tiny_c2ser
 
@@ -136,7 +136,7 @@ def test_ablations():
 
 def test_trainable_groups_and_gradients():
     model = make_tiny_c2ser(scramble=False)
-    assert model.trainable_groups() == list(PARAM_GROUPS)
+    assert model.trainable_groups() == list(OFFICIAL_GROUPS)
     model.set_trainable(["connector", "lora"])
     assert model.trainable_groups() == ["connector", "lora"]
     batch = make_batch()
@@ -148,7 +148,31 @@ def test_trainable_groups_and_gradients():
     assert not any(p.requires_grad for p in groups["llm"])
     assert not model.encoder.embed_positions.weight.requires_grad
     with pytest.raises(ValueError, match="unknown"):
-        model.set_trainable(["llm"])
+        model.set_trainable(["decoder"])
+
+
+def test_fine_tuned_base_llm_is_saved_and_restored(tmp_path):
+    """With the ``llm`` group the base LLM trains, and both export formats keep what it learnt:
+    checkpoints (trainable_state_dict) and save_pretrained, even for an LLM given by path."""
+    batch = make_batch()
+    qwen = make_tiny_qwen2(tmp_path / "qwen2")
+    model = make_tiny_c2ser(scramble=False, llm_config=None, llm_path=str(qwen))
+    model.set_trainable([*OFFICIAL_GROUPS, "llm"])
+    model(*_inputs(batch), batch["target_ids"]).loss.backward()
+    assert all(p.grad is not None for p in model.param_groups()["llm"])
+    assert set(model.trainable_state_dict()) == set(model.state_dict())
+    with torch.no_grad():  # stand-in for an optimiser step on the base LLM
+        for p in model.param_groups()["llm"]:
+            p.add_(0.01 * torch.randn_like(p))
+    model.eval()
+    ref = model(*_inputs(batch), batch["target_ids"], return_logits=True).logits
+    out = model.save_pretrained(tmp_path / "tuned")
+    assert (out / "llm" / "config.json").is_file()  # the tuned base, not the original path
+    again = C2SER.from_pretrained(out).eval()
+    torch.testing.assert_close(
+        again(*_inputs(batch), batch["target_ids"], return_logits=True).logits, ref
+    )
+    assert again.trainable_groups()[-1] == "llm"
 
 
 def test_gradient_checkpointing_gives_the_same_loss():
