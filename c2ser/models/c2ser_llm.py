@@ -21,8 +21,9 @@ positions both give the same attention, so the packed layout is equivalent and c
     target_ids  list[list[int]]   target ids ending with EOD_ID 151643 (absent at inference)
     ids, emotion, language        metadata lists (ignored by the model)
 
-The Qwen2 base LLM is always frozen; LoRA and every speech-side part are trainable by default
-(the official ``link_and_encoder_and_lora`` recipe), each switchable with :meth:`set_trainable`.
+The Qwen2 base LLM is frozen; LoRA and every speech-side part are trainable by default (the
+official ``link_and_encoder_and_lora`` recipe), each switchable with :meth:`set_trainable`; the
+extra ``llm`` group fine-tunes the base LLM itself (the tiny demo models, whose Qwen2 is random).
 Speech-side parameters stay float32; the LLM runs in ``llm_dtype`` and the projected speech
 embeddings are cast to it (no reliance on autocast).
 """

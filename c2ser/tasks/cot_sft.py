@@ -179,6 +179,8 @@ class CotSFTTask(pl.LightningModule):
         checkpoint["c2ser_config"] = dataclasses.asdict(self.model.config)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "state_dict" not in checkpoint:  # DeepSpeed restores the weights from its own files
+            return
         need = {f"model.{k}" for k in self.model.trainable_state_dict()}
         missing = sorted(need - set(checkpoint["state_dict"]))
         if missing:

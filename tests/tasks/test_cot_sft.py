@@ -52,10 +52,8 @@ def make_corpus(root: Path, wav_file, n: int = 4) -> Path:
 
 
 def datamodule(manifest: Path, **kw) -> SFTDataModule:
-    return SFTDataModule(
-        str(manifest), tokenizer=load_tokenizer(), ssl_dir=str(manifest.parent / "ssl"),
-        max_frames=100_000, **kw,
-    )  # fmt: skip
+    kw.setdefault("ssl_dir", str(manifest.parent / "ssl"))
+    return SFTDataModule(str(manifest), tokenizer=load_tokenizer(), max_frames=100_000, **kw)
 
 
 class LossLog(pl.Callback):
@@ -112,6 +110,25 @@ def test_training_steps_reduce_loss(tmp_path, wav_file):
     log = fit(task, dm, 12, tmp_path)
     assert len(log.losses) == 12 and log.losses[-1] < 0.85 * log.losses[0], log.losses
     assert all(b < a + 0.05 for a, b in zip(log.losses, log.losses[1:])), log.losses
+
+
+@pytest.mark.parametrize(
+    ("model_kw", "stage"),
+    [({"use_ssl": False}, 1), ({"use_whisper": False}, 1), ({}, 2)],
+    ids=["w/o Emotion2Vec-S", "w/o Whisper", "w/o CoT"],
+)
+def test_ablations_train(tmp_path, wav_file, model_kw, stage):
+    """The paper's ablations are switches of the same recipe, and each one trains: no
+    Emotion2Vec-S features, no Whisper path, or implicit targets from the start (no CoT)."""
+    manifest = make_corpus(tmp_path, wav_file)
+    dm = datamodule(
+        manifest, stage=stage, **({} if model_kw.get("use_ssl", True) else {"ssl_dir": None})
+    )
+    task = CotSFTTask(
+        tiny_model(**model_kw), lr=1e-2, scheduler="linear", warmup_steps=1, val_generate=0
+    )
+    log = fit(task, dm, 8, tmp_path)
+    assert log.losses[-1] < 0.9 * log.losses[0], log.losses
 
 
 def test_validation_decodes_and_scores(tmp_path, wav_file):
