@@ -187,10 +187,15 @@ class CotSFTTask(pl.LightningModule):
             raise KeyError(f"checkpoint lacks {len(missing)} model weights, e.g. {missing[:4]}")
 
     def on_fit_end(self) -> None:
-        if self.hparams.export_dir and self.trainer.is_global_zero:
-            out = self.model.save_pretrained(self.hparams.export_dir)
-            log.info("exported the trained model to %s", out)
-            print(f"exported model: {out}")
+        if not self.hparams.export_dir:
+            return
+        from c2ser.tasks.strategies import full_parameters
+
+        with full_parameters(self.model):  # ZeRO-3 shards -> whole weights (every rank enters)
+            if self.trainer.is_global_zero:
+                out = self.model.save_pretrained(self.hparams.export_dir)
+                log.info("exported the trained model to %s", out)
+                print(f"exported model: {out}")
 
 
 def checkpoint_keys(model: nn.Module) -> list[str]:

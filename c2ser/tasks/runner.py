@@ -3,7 +3,8 @@
 1. seed everything; 2. instantiate ``data`` and ask it for the sizes the model needs
 (``model_kwargs()``); 3. instantiate ``model`` (an ``nn.Module``) and ``task`` (the
 LightningModule wrapping it); 4. build the trainer from ``trainer`` + ``strategy`` + ``callbacks``
-+ ``logger`` (+ optional ``plugins``); 5. fit, resuming when asked; 6. test the best checkpoint;
++ ``logger`` (+ optional ``plugins``); 5. fit, resuming when asked; 6. test the best checkpoint
+(the final weights under ZeRO-3, whose shards DeepSpeed cannot reload without an optimizer);
 7. write ``metrics.json`` (all logged scalars) into the run directory, atomically, so that sweeps
 and reports read plain files.
 """
@@ -19,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from c2ser.tasks.strategies import is_zero3_partitioned
 from c2ser.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("test", False) and type(task).test_step is not pl.LightningModule.test_step:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if cfg.trainer.get("fast_dev_run") or not best:
+            best = None
+        elif is_zero3_partitioned(task):
+            # DeepSpeed cannot load ZeRO-3 shards into the optimizer-less engine of `test`
+            log.warning("ZeRO-3: testing the final weights, not the best checkpoint %s", best)
             best = None
         trainer.test(task, datamodule=datamodule, ckpt_path=best, weights_only=False)
         metrics.update(scalar_metrics(trainer))
