@@ -102,10 +102,16 @@ class _SkipFirst(Sampler[list[int]]):
 
     Skipping happens on index lists, so resumed batches cost no audio decoding. ``len`` stays the
     full epoch (Lightning counts the skipped batches as already seen).
+
+    Lightning calls ``set_epoch`` on ``loader.sampler`` and ``loader.batch_sampler.sampler`` (where
+    a DistributedSampler would sit), never on the batch sampler itself, so a bare epoch-seeded
+    batch sampler would replay epoch 0's order every epoch. The wrapper names itself as that
+    ``sampler`` so that Lightning's per-epoch call reaches the inner batch sampler.
     """
 
     def __init__(self, inner: Sampler[list[int]]) -> None:
         self.inner, self.resume_at = inner, (None, 0)
+        self.sampler = self
 
     @property
     def epoch(self) -> int:

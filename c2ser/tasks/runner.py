@@ -34,18 +34,24 @@ def _instantiate_group(cfg: DictConfig | None) -> list[Any]:
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
-    """``last``: resume from ``<run>/checkpoints/last.ckpt`` (error if absent); ``auto``: resume
-    when it exists, else start fresh; any other string is a checkpoint path."""
+    """``last``: resume from the newest checkpoint of the run (error if none); ``auto``: resume
+    from it when there is one, else start fresh; any other string is a checkpoint path.
+
+    The newest of ``<run>/checkpoints/last.ckpt`` and the ``<run>/hpc_ckpt_<n>.ckpt`` files that
+    Lightning saves when SLURM signals a requeue, so a requeued job continues from the requeue
+    point rather than from the last periodic checkpoint.
+    """
     if ckpt_path in (None, "", "none"):
         return None
-    last = output_dir / "checkpoints" / "last.ckpt"
-    if ckpt_path == "auto":
-        return str(last) if last.exists() else None
-    if ckpt_path == "last":
-        if not last.exists():
-            raise FileNotFoundError(f"ckpt_path=last but {last} does not exist")
-        return str(last)
-    return ckpt_path
+    if ckpt_path not in ("auto", "last"):
+        return ckpt_path
+    found = [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")]
+    found = [p for p in found if p.exists()]
+    if not found:
+        if ckpt_path == "last":
+            raise FileNotFoundError(f"ckpt_path=last but {output_dir} holds no checkpoint")
+        return None
+    return str(max(found, key=lambda p: p.stat().st_mtime))
 
 
 def scalar_metrics(trainer: pl.Trainer) -> dict[str, float]:

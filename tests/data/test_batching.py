@@ -1,4 +1,5 @@
 import torch
+from lightning_fabric.utilities.data import _set_sampler_epoch
 
 from c2ser.data.batching import DynamicBucketSampler, ResumableLoader, pad_batch
 
@@ -65,11 +66,41 @@ def test_resumable_loader_continues_mid_epoch_where_it_stopped():
 
     resumed = _loader(lengths)  # a fresh process: epoch 0, position 0
     resumed.load_state_dict(state)
-    resumed.batch_sampler.set_epoch(2)  # what Lightning does before iterating
+    _set_sampler_epoch(resumed, 2)  # what Lightning does before iterating
     assert list(resumed) == epoch2[3:]
     assert resumed.state_dict()["served"] == len(epoch2)
-    resumed.batch_sampler.set_epoch(3)  # the skip applies to the resumed epoch only
+    _set_sampler_epoch(resumed, 3)  # the skip applies to the resumed epoch only
     assert len(list(resumed)) == len(full)
+
+
+def test_lightning_reshuffles_the_buckets_every_epoch():
+    """Under a real Trainer each epoch gets its own order (Lightning's set_epoch reaches the
+    bucket sampler), the one that ``set_epoch`` alone reproduces."""
+    import pytorch_lightning as pl
+
+    class Record(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w, self.seen = torch.nn.Parameter(torch.zeros(())), {}
+
+        def training_step(self, batch, i):
+            self.seen.setdefault(self.current_epoch, []).append(batch)
+            return self.w * 0.0 + self.w.square()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    lengths = [5 + (7 * i) % 13 for i in range(30)]
+    module = Record()
+    pl.Trainer(
+        max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    ).fit(module, _loader(lengths))  # fmt: skip
+    for epoch in range(3):
+        alone = _loader(lengths)
+        alone.batch_sampler.inner.set_epoch(epoch)
+        assert module.seen[epoch] == list(alone)
+    assert module.seen[0] != module.seen[1] != module.seen[2]
 
 
 def test_resumable_loader_leaves_the_global_rng_alone():

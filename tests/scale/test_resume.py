@@ -94,6 +94,28 @@ def test_defaults_make_training_resumable():
     assert hasattr(ResumableLoader, "state_dict") and hasattr(ResumableLoader, "load_state_dict")
 
 
+def test_resume_picks_the_newest_checkpoint_of_the_run(tmp_path):
+    """``auto`` starts fresh in an empty run and otherwise takes the newest of ``last.ckpt`` and
+    SLURM's requeue checkpoints; ``last`` insists on one; explicit paths pass through."""
+    from c2ser.tasks.runner import resolve_ckpt_path
+
+    assert resolve_ckpt_path("auto", tmp_path) is None
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        resolve_ckpt_path("last", tmp_path)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"x")
+    hpc = tmp_path / "hpc_ckpt_1.ckpt"
+    hpc.write_bytes(b"x")
+    os.utime(last, (100, 100))
+    os.utime(hpc, (200, 200))  # the requeue came after the last periodic checkpoint
+    assert resolve_ckpt_path("auto", tmp_path) == resolve_ckpt_path("last", tmp_path) == str(hpc)
+    os.utime(last, (300, 300))  # the requeued job has trained on since
+    assert resolve_ckpt_path("auto", tmp_path) == str(last)
+    assert resolve_ckpt_path("/x/y.ckpt", tmp_path) == "/x/y.ckpt"
+    assert resolve_ckpt_path(None, tmp_path) is None
+
+
 def test_atomic_checkpoint_io_keeps_the_old_file_when_a_save_fails(tmp_path):
     io = AtomicCheckpointIO()
     path = tmp_path / "ckpts" / "last.ckpt"
