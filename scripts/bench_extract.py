@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import shlex
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +31,6 @@ import soundfile as sf
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    for line in (
-        Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    ):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def synth_corpus(root: Path, n: int, lo: float, hi: float, seed: int) -> tuple[Path, float]:
@@ -115,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from c2ser.inference.extract import load_emotion2vec_s
-    from c2ser.utils.io import record_benchmark
+    from c2ser.utils.io import benchmark_provenance, record_benchmark
 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
             ours(warm, tmp / f"warm-{dtype}-{frames}", args, dtype, frames)
             rows.append((name, frames, ours(scp, tmp / f"{dtype}-{frames}", args, dtype, frames)))
         diff = max_diff(tmp / f"float32-{args.batch_frames}", tmp / "float32-1")
-    load_after = os.getloadavg()[0]
 
     base = rows[0][2]
     table = ["| mode | batch frames | utterances/s | real-time factor | wall s | speed-up vs official |",
@@ -148,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
                      f"{wall:.1f} | {base / wall:.2f}x |")  # fmt: skip
     best = max(rows[1:], key=lambda r: base / r[2])
     fp32_batched = rows[2]
-    device = cpu_name() if args.device == "cpu" else torch.cuda.get_device_name(args.device)
     md = "\n".join([
         f"Emotion2Vec-S {args.size} (random weights), {args.n} synthetic utterances of "
         f"{args.min_seconds:g}-{args.max_seconds:g} s ({audio_s:.0f} s of audio), frame level, "
@@ -159,11 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         f"**Batched fp32 / official loop: {base / fp32_batched[2]:.2f}x; best ({best[0]}): "
         f"{base / best[2]:.2f}x.** Batched fp32 vs one-at-a-time fp32: max abs diff {diff:.2e}.",
         "",
-        f"- command: `python {shlex.join(['scripts/bench_extract.py', *sys.argv[1:]])}`",
-        f"- machine: {device}, {os.cpu_count()} cores; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; {date.today().isoformat()}",
-        f"- 1-min load average {load_before:.1f} before / {load_after:.1f} after (a shared "
-        "machine skews timings; compare ratios from quiet runs)",
+        benchmark_provenance(
+            ["python", "scripts/bench_extract.py", *sys.argv[1:]], args.device, load_before
+        ),
     ])  # fmt: skip
     print(md)
     if not args.no_record:

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import shlex
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -42,16 +39,6 @@ def tiny_model(seed: int):
                 std = p.shape[-1] ** -0.5 if p.dim() > 1 else 0.1
                 p.copy_(torch.randn(p.shape, generator=g) * std + ("norm" in name and p.dim() == 1))
     return model
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run(model, items, batch_size: int, gen: dict, device) -> tuple[list[list[int]], float]:
@@ -81,11 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-record", action="store_true", help="do not update BENCHMARKS.md")
     args = ap.parse_args(argv)
+    cli_args = argv if argv is not None else sys.argv[1:]
 
     from c2ser.models.c2ser_llm import C2SER
     from c2ser.models.prompts import STAGE1_PROMPT
     from c2ser.models.tokenizer import load_tokenizer
-    from c2ser.utils.io import record_benchmark
+    from c2ser.utils.io import benchmark_provenance, record_benchmark
 
     device = torch.device(args.device)
     model = C2SER.from_pretrained(args.checkpoint) if args.checkpoint else tiny_model(args.seed)
@@ -117,11 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         f"| {name} | {bs} | {len(items) / t:.2f} | {tokens / t:.1f} | {t:.2f} |"
         for name, bs, t in rows
     )
-    hw = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"{cpu_name()}, {os.cpu_count()} cores"
-    )
     model_name = args.checkpoint or "c2ser_tiny (random, re-drawn weights)"
     md = f"""
 Greedy generation, {len(items)} synthetic utterances of 1-8 s, {args.max_new_tokens} new tokens
@@ -133,10 +116,7 @@ at most ({tokens} generated), model {model_name}; identical outputs in both mode
 
 **Batched / one-at-a-time: {t_single / t_batch:.2f}x.**
 
-- command: `{shlex.join(["python", "scripts/bench_infer.py", *(argv if argv is not None else sys.argv[1:])])}`
-- machine: {hw}; torch {torch.__version__}, {torch.get_num_threads()} threads; {date.today().isoformat()}
-- 1-min load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after (a shared machine
-  skews both timings; compare ratios from quiet runs)
+{benchmark_provenance(["python", "scripts/bench_infer.py", *cli_args], args.device, load_before)}
 """
     print(md)
     if not args.no_record:

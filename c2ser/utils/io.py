@@ -9,9 +9,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import platform
 import re
+import shlex
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +86,32 @@ def record_benchmark(
         pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block
     )
     return atomic_write_text(path, new)
+
+
+def machine_name(device: str = "cpu") -> str:
+    """What a benchmark ran on: the CUDA device's name, or '<CPU model>, <n> cores'."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def benchmark_provenance(command: Sequence[str], device: str, load_before: float) -> str:
+    """The lines that end every BENCHMARKS.md section: command, machine, versions, date, and the
+    load average around the run (a busy shared machine skews absolute timings more than ratios)."""
+    import torch
+
+    return "\n".join([
+        f"- command: `{shlex.join(command)}`",
+        f"- machine: {machine_name(device)}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; {date.today().isoformat()}",
+        f"- 1-min load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after (a shared "
+        "machine skews timings; compare ratios from quiet runs)",
+    ])  # fmt: skip

@@ -19,3 +19,15 @@ def test_record_benchmark_replaces_only_its_section(tmp_path):
     text = path.read_text()
     assert "second" in text and "first" not in text and "other" in text
     assert text.count("## A") == 1 and text.index("## A") < text.index("## B")
+
+
+def test_benchmark_provenance_names_command_machine_and_load():
+    import os
+
+    from c2ser.utils.io import benchmark_provenance, machine_name
+
+    lines = benchmark_provenance(["python", "scripts/b.py", "--n", "3 s"], "cpu", 0.5).splitlines()
+    assert lines[0] == "- command: `python scripts/b.py --n '3 s'`"
+    assert lines[1].startswith(f"- machine: {machine_name('cpu')}; torch ")
+    assert machine_name("cpu").endswith(f", {os.cpu_count()} cores")
+    assert lines[2].startswith("- 1-min load average 0.5 before / ")
