@@ -25,7 +25,6 @@ reference row. Everything is resumable: finished runs and features are reused.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import subprocess
 import sys
@@ -70,6 +69,13 @@ def pretrain(args, manifest: Path, name: str, seed: int, out: Path, *overrides: 
 
 
 def pooled(feat_dir: Path, ids: list[str]) -> np.ndarray:
+    """Mean-pooled features of ``ids``; every probe must see the same utterances, so an id that
+    `c2ser extract` failed on (its summary says why) stops the script instead of being dropped."""
+    missing = [i for i in ids if not (feat_dir / f"{i}.npy").is_file()]
+    if missing:
+        raise SystemExit(
+            f"{feat_dir}: no features for {len(missing)} utterances, e.g. {missing[:5]}"
+        )
     return np.stack([np.load(feat_dir / f"{i}.npy").mean(0) for i in ids])
 
 
@@ -125,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from c2ser.data.manifest import read_manifest
+    from c2ser.utils.io import atomic_write_text, write_json_atomic
 
     corpus, out = REPO / args.corpus, REPO / args.out
     manifest = corpus / "manifest.jsonl"
@@ -173,10 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {cells} | {len(rs)} |")
     table = "\n".join(lines)
     print(f"\n{table}")
-    (out / "ablation.md").write_text(
-        f"`python {shlex.join(['scripts/semi_supervised_ablation.py', *sys.argv[1:]])}`\n\n{table}\n"
-    )
-    (out / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    command = shlex.join(["python", "scripts/semi_supervised_ablation.py", *sys.argv[1:]])
+    atomic_write_text(out / "ablation.md", f"`{command}`\n\n{table}\n")
+    write_json_atomic(out / "ablation.json", summary)
     return 0
 
 

@@ -376,7 +376,7 @@ class C2SER(nn.Module):
         self.load_state_dict(state, strict=False)
 
     def save_pretrained(self, out_dir: str | os.PathLike, trainable_only: bool = True) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (:meth:`trainable_state_dict`).
+        """Write ``config.json`` + ``model.safetensors`` (speech side + LoRA).
 
         The base LLM is referenced by its path; it is written once into ``out_dir/llm`` when it
         has no path (random ``llm_config``), when it was fine-tuned (``llm`` group) or when
