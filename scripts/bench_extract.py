@@ -11,10 +11,12 @@ includes decoding and writing the ``.npy`` files:
   ``speech_feature_extraction.py`` runs it (dropout on, no ``no_grad``);
 - **one at a time (eval)**: ``--batch-frames 1``: eval mode + ``inference_mode``, no padding;
 - **batched**: ``c2ser extract``'s path: length-sorted padded batches of ``--batch-frames``;
-  fp32 and bf16 (oneDNN/AMX on CPU).
+  fp32 and bf16. bf16 runs on CUDA and on CPUs that compute it natively (AVX512-BF16 or AMX);
+  elsewhere it is emulated and several times slower than fp32, so ``--bf16 auto`` leaves it out.
 
 The fp32 batched outputs are checked against the one-at-a-time ones (max abs diff). Results go to
-BENCHMARKS.md, section "Emotion2Vec-S extraction".
+BENCHMARKS.md, section "Emotion2Vec-S extraction (<machine>)": one section per machine, since
+the ratios depend on the hardware (bf16 units, core count).
 """
 
 from __future__ import annotations
@@ -95,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-seconds", type=float, default=3.0)
     ap.add_argument("--max-seconds", type=float, default=25.0)
     ap.add_argument("--batch-frames", type=int, default=6000)
+    ap.add_argument(
+        "--bf16",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="time the bf16 modes (auto: on CUDA or a CPU with native bf16)",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -103,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from c2ser.inference.extract import load_emotion2vec_s
-    from c2ser.utils.io import benchmark_provenance, record_benchmark
+    from c2ser.utils.hardware import cpu_has_native_bf16
+    from c2ser.utils.io import benchmark_provenance, machine_name, record_benchmark
+
+    native_bf16 = args.device.startswith("cuda") or cpu_has_native_bf16()
+    bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and native_bf16)
 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,10 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = [("official loop (train mode, autograd, fp32)", 1,
                  official_loop(model, scp, tmp / "official", args.device))]  # fmt: skip
         del model
-        modes = [("one at a time (eval, fp32)", "float32", 1),
-                 (f"batched ({args.batch_frames} frames, fp32)", "float32", args.batch_frames),
-                 ("one at a time (eval, bf16)", "bfloat16", 1),
-                 (f"batched ({args.batch_frames} frames, bf16)", "bfloat16", args.batch_frames)]  # fmt: skip
+        modes = [
+            ("one at a time (eval, fp32)", "float32", 1),
+            (f"batched ({args.batch_frames} frames, fp32)", "float32", args.batch_frames),
+        ]
+        if bf16:
+            modes += [("one at a time (eval, bf16)", "bfloat16", 1),
+                      (f"batched ({args.batch_frames} frames, bf16)", "bfloat16", args.batch_frames)]  # fmt: skip
         for name, dtype, frames in modes:
             ours(warm, tmp / f"warm-{dtype}-{frames}", args, dtype, frames)
             rows.append((name, frames, ours(scp, tmp / f"{dtype}-{frames}", args, dtype, frames)))
@@ -145,13 +160,19 @@ def main(argv: list[str] | None = None) -> int:
         f"**Batched fp32 / official loop: {base / fp32_batched[2]:.2f}x; best ({best[0]}): "
         f"{base / best[2]:.2f}x.** Batched fp32 vs one-at-a-time fp32: max abs diff {diff:.2e}.",
         "",
+        *([] if bf16 else [
+            "bf16 not timed: this CPU has no native bf16 (AVX512-BF16 or AMX), so PyTorch "
+            "emulates it, several times slower than fp32 (time it anyway with `--bf16 yes`).",
+            "",
+        ]),
         benchmark_provenance(
             ["python", "scripts/bench_extract.py", *sys.argv[1:]], args.device, load_before
         ),
     ])  # fmt: skip
     print(md)
     if not args.no_record:
-        print(f"\nrecorded in {record_benchmark('Emotion2Vec-S extraction', md)}")
+        section = f"Emotion2Vec-S extraction ({machine_name(args.device)})"
+        print(f"\nrecorded in {record_benchmark(section, md)}")
     return 0
 
 

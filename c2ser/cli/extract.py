@@ -58,6 +58,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="padded frames per batch (50 per second of audio); 1 = one utterance at a time",
     )
     p.add_argument(
+        "--max-padding",
+        type=float,
+        default=0.1,
+        help="largest fraction of padded frames in a batch (padding is lost compute; on a GPU "
+        "with a sparse length mix, 1 lets batches fill up)",
+    )
+    p.add_argument(
         "--max-seconds",
         type=float,
         default=60.0,
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         extractor,
         batch_frames=args.batch_frames,
+        max_padding=args.max_padding,
         skip_bad=args.skip_bad,
         audio_root=args.audio_root,
         progress=not args.no_progress,

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from c2ser.utils.io import atomic_savefig
+
 EMOTIONS: tuple[str, ...] = (
     "angry",
     "happy",
@@ -112,10 +114,4 @@ def plot_confusion(
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return atomic_savefig(fig, path)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from c2ser.evaluation.metrics import EMOTIONS, classification_report
+from c2ser.utils.io import atomic_savefig
 
 
 def label_indices(preds: Sequence[str | None], labels: Sequence[str] = EMOTIONS) -> list[int]:
@@ -98,10 +99,4 @@ def plot_stability(report: dict, path: str | Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return atomic_savefig(fig, path)

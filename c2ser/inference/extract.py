@@ -10,7 +10,8 @@ How a run goes:
    stale temporary files of a killed run are redone. Bad entries stop the run before any work
    unless ``skip_bad``, which counts them as failed with their reason.
 2. Sort by length (longest first, so an out-of-memory shows up at once) and cut padded batches
-   of at most ``batch_frames`` frames (50 per second). Audio longer than ``max_seconds`` is
+   of at most ``batch_frames`` frames (50 per second), at most ``max_padding`` of them padding
+   (:func:`plan_batches`). Audio longer than ``max_seconds`` is
    processed in ``max_seconds`` pieces whose CNN frames tile the whole file exactly (see
    :meth:`Emotion2VecS.chunks`); it is never truncated.
 3. Decode each batch, run it, write every output atomically. A batch that fails (e.g. out of
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +92,7 @@ def load_emotion2vec_s(
     import torch
 
     from c2ser.models.emotion2vec_s import Emotion2VecS, Emotion2VecSConfig, tiny_config
+    from c2ser.utils.hardware import cpu_has_native_bf16
 
     if checkpoint is None:
         if not random_init:
@@ -115,6 +118,13 @@ def load_emotion2vec_s(
             raise BadInputError(str(e)) from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInputError("--device cuda requested but no CUDA device is available")
+    if device == "cpu" and dtype == "bfloat16" and not cpu_has_native_bf16():
+        warnings.warn(
+            "bfloat16 on a CPU without AVX512-BF16 or AMX is emulated and several times slower "
+            "than float32 (about 6x measured on AVX2); use --dtype float32 here",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return model.to(device=device, dtype=getattr(torch, dtype))
 
 
@@ -165,13 +175,30 @@ def is_valid_output(path: Path, dim: int, rows: int | None) -> bool:
     return ok_shape and (rows is None or x.shape[0] == rows) and x.dtype == np.float32
 
 
-def plan_batches(seconds: list[float], batch_frames: int) -> list[list[int]]:
-    """Length-sorted batches (longest first, so that running out of memory shows at once) whose
-    padded size stays under ``batch_frames`` frames (50 per second)."""
-    from c2ser.data.batching import DynamicBucketSampler
+def plan_batches(
+    seconds: list[float], batch_frames: int, max_padding: float = 0.1
+) -> list[list[int]]:
+    """Batches of the length-sorted utterances, longest first (running out of memory shows at
+    once), each with at most ``batch_frames`` padded frames (50 per second) of which at most
+    ``max_padding`` are padding.
 
+    The padding cap is for CPUs: there the model is compute-bound, a batch runs no faster per
+    frame than one utterance, and every padded frame is lost time (``scripts/bench_extract.py``
+    measured padded batches slower than one at a time). On real corpora sorted neighbours differ
+    by milliseconds, so the cap rarely splits a GPU batch.
+    """
     frames = [max(1, int(s * 50)) for s in seconds]
-    return list(reversed(list(DynamicBucketSampler(frames, batch_frames, shuffle=False))))
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    real = 0
+    for i in sorted(range(len(frames)), key=lambda i: -frames[i]):
+        padded = (frames[batch[0]] if batch else frames[i]) * (len(batch) + 1)
+        if batch and (padded > batch_frames or 1 - (real + frames[i]) / padded > max_padding):
+            batches.append(batch)
+            batch, real = [], 0
+        batch.append(i)
+        real += frames[i]
+    return [*batches, batch] if batch else batches
 
 
 def extract_manifest(
@@ -179,6 +206,7 @@ def extract_manifest(
     out_dir: str | os.PathLike,
     extractor: Extractor,
     batch_frames: int = 6000,
+    max_padding: float = 0.1,
     skip_bad: bool = False,
     audio_root: str | os.PathLike | None = None,
     progress: bool = True,
@@ -214,7 +242,7 @@ def extract_manifest(
 
     bar = _progress(len(todo), extractor.name, progress)
     start = time.perf_counter()
-    for batch in plan_batches(seconds, batch_frames):
+    for batch in plan_batches(seconds, batch_frames, max_padding):
         items = []
         for i in batch:
             try:

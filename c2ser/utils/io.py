@@ -57,6 +57,16 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def atomic_savefig(fig: Any, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix) and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     return atomic_write_text(path, text)

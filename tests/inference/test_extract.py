@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,13 @@ import pytest
 import torch
 
 from c2ser.cli.main import main as cli
-from c2ser.inference.extract import extract_manifest, is_valid_output, make_extractor
+from c2ser.inference.extract import (
+    extract_manifest,
+    is_valid_output,
+    load_emotion2vec_s,
+    make_extractor,
+    plan_batches,
+)
 from c2ser.models.emotion2vec_s import Emotion2VecS, tiny_config
 
 TINY = ["--random-init", "--model", "tiny", "--no-progress"]
@@ -158,6 +165,35 @@ def test_refuses_without_checkpoint(tmp_path, corpus, capsys):
     assert cli(["extract", "--manifest", str(scp), "--out", str(tmp_path / "o"),
                 "--checkpoint", str(scp)]) == 2  # fmt: skip
     assert "c2ser convert emotion2vec-s" in capsys.readouterr().err
+
+
+def test_batches_are_longest_first_and_bounded_in_size_and_padding():
+    rng = np.random.default_rng(0)
+    seconds = list(rng.uniform(1, 25, 200))
+    frames = [int(s * 50) for s in seconds]
+    batches = plan_batches(seconds, batch_frames=6000, max_padding=0.1)
+    assert sorted(i for b in batches for i in b) == list(range(200))  # each utterance once
+    longest = [max(frames[i] for i in b) for b in batches]
+    assert longest == sorted(longest, reverse=True)
+    for b in batches:
+        padded = max(frames[i] for i in b) * len(b)
+        assert len(b) == 1 or padded <= 6000
+        assert 1 - sum(frames[i] for i in b) / padded <= 0.1
+    assert max(len(b) for b in batches) > 1  # dense lengths still share batches
+    # sparse lengths: a cap of 1 fills batches, the default keeps 1 s next to 20 s apart
+    assert plan_batches([1.0, 20.0], 6000, max_padding=1.0) == [[1, 0]]
+    assert plan_batches([1.0, 20.0], 6000) == [[1], [0]]
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_warns_about_emulated_bf16_on_cpu(monkeypatch, native):
+    monkeypatch.setattr("c2ser.utils.hardware.cpu_has_native_bf16", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load_emotion2vec_s(None, random_init=True, size="tiny", dtype="bfloat16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    slow = [w for w in caught if "emulated" in str(w.message)]
+    assert len(slow) == (0 if native else 1)
 
 
 @pytest.mark.shared
