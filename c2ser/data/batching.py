@@ -97,6 +97,30 @@ class DynamicBucketSampler(Sampler[list[int]]):
         return len(self._batches())
 
 
+def plan_batches(
+    lengths: Sequence[int], max_frames: int, max_padding: float = 1.0
+) -> list[list[int]]:
+    """Inference batches: indices sorted by length, longest first (running out of memory shows
+    at once), each batch with at most ``max_frames`` padded frames, of which at most
+    ``max_padding`` are padding. A longer item than ``max_frames`` goes alone.
+
+    The padding cap is for CPUs, where models are compute-bound: a batch runs no faster per frame
+    than one utterance, so every padded frame is lost time. On real corpora sorted neighbours
+    differ by milliseconds, so the cap rarely splits a GPU batch.
+    """
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    real = 0
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        padded = (lengths[batch[0]] if batch else lengths[i]) * (len(batch) + 1)
+        if batch and (padded > max_frames or 1 - (real + lengths[i]) / padded > max_padding):
+            batches.append(batch)
+            batch, real = [], 0
+        batch.append(i)
+        real += lengths[i]
+    return [*batches, batch] if batch else batches
+
+
 class _SkipFirst(Sampler[list[int]]):
     """Wrap a batch sampler; on the next iteration of ``epoch`` skip its first ``start`` batches.
 

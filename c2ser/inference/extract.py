@@ -11,7 +11,7 @@ How a run goes:
    unless ``skip_bad``, which counts them as failed with their reason.
 2. Sort by length (longest first, so an out-of-memory shows up at once) and cut padded batches
    of at most ``batch_frames`` frames (50 per second), at most ``max_padding`` of them padding
-   (:func:`plan_batches`). Audio longer than ``max_seconds`` is
+   (:func:`c2ser.data.batching.plan_batches`). Audio longer than ``max_seconds`` is
    processed in ``max_seconds`` pieces whose CNN frames tile the whole file exactly (see
    :meth:`Emotion2VecS.chunks`); it is never truncated.
 3. Decode each batch, run it, write every output atomically. A batch that fails (e.g. out of
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from c2ser.data.audio import SAMPLE_RATE, AudioError, audio_seconds, load_audio
+from c2ser.data.batching import plan_batches
 from c2ser.data.manifest import BadInputError, SkipReport, Utterance, read_manifest
 from c2ser.utils.io import atomic_save_npy, write_json_atomic
 
@@ -175,32 +176,6 @@ def is_valid_output(path: Path, dim: int, rows: int | None) -> bool:
     return ok_shape and (rows is None or x.shape[0] == rows) and x.dtype == np.float32
 
 
-def plan_batches(
-    seconds: list[float], batch_frames: int, max_padding: float = 0.1
-) -> list[list[int]]:
-    """Batches of the length-sorted utterances, longest first (running out of memory shows at
-    once), each with at most ``batch_frames`` padded frames (50 per second) of which at most
-    ``max_padding`` are padding.
-
-    The padding cap is for CPUs: there the model is compute-bound, a batch runs no faster per
-    frame than one utterance, and every padded frame is lost time (``scripts/bench_extract.py``
-    measured padded batches slower than one at a time). On real corpora sorted neighbours differ
-    by milliseconds, so the cap rarely splits a GPU batch.
-    """
-    frames = [max(1, int(s * 50)) for s in seconds]
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    real = 0
-    for i in sorted(range(len(frames)), key=lambda i: -frames[i]):
-        padded = (frames[batch[0]] if batch else frames[i]) * (len(batch) + 1)
-        if batch and (padded > batch_frames or 1 - (real + frames[i]) / padded > max_padding):
-            batches.append(batch)
-            batch, real = [], 0
-        batch.append(i)
-        real += frames[i]
-    return [*batches, batch] if batch else batches
-
-
 def extract_manifest(
     manifest: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -242,7 +217,8 @@ def extract_manifest(
 
     bar = _progress(len(todo), extractor.name, progress)
     start = time.perf_counter()
-    for batch in plan_batches(seconds, batch_frames, max_padding):
+    frames = [max(1, int(s * 50)) for s in seconds]
+    for batch in plan_batches(frames, batch_frames, max_padding):
         items = []
         for i in batch:
             try:

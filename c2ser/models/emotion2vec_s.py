@@ -491,16 +491,18 @@ class Emotion2VecS(nn.Module):
         utterance_mode: str | None = None,
         batch_frames: int = 6000,
         max_seconds: float | None = 60.0,
+        max_padding: float = 0.1,
     ) -> list[np.ndarray]:
         """Features of audio files or 16 kHz waveforms, in input order, as float32 arrays.
 
         Inputs are sorted by length and cut into padded batches of at most ``batch_frames``
-        frames (50 per second); audio longer than ``max_seconds`` is processed in chunks
+        frames (50 per second), at most ``max_padding`` of them padding
+        (:func:`c2ser.data.batching.plan_batches`); audio longer than ``max_seconds`` is processed in chunks
         (:meth:`chunks`). Paths are decoded with :func:`c2ser.data.audio.load_audio` (mono,
         resampled to 16 kHz, no normalisation, as the official script).
         """
         from c2ser.data.audio import load_audio
-        from c2ser.data.batching import DynamicBucketSampler
+        from c2ser.data.batching import plan_batches
 
         wavs = [
             load_audio(x) if isinstance(x, str | os.PathLike) else torch.as_tensor(x)
@@ -509,7 +511,7 @@ class Emotion2VecS(nn.Module):
         lengths = [max(1, int(self.num_frames(torch.tensor(len(w))))) for w in wavs]
         max_samples = int(max_seconds * SAMPLE_RATE) if max_seconds else None
         out: list[np.ndarray | None] = [None] * len(wavs)
-        for batch in DynamicBucketSampler(lengths, batch_frames, shuffle=False):
+        for batch in plan_batches(lengths, batch_frames, max_padding):
             feats = self.extract_batch([wavs[i] for i in batch], level, utterance_mode, max_samples)
             for i, f in zip(batch, feats):
                 out[i] = f.numpy()

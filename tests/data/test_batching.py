@@ -1,7 +1,8 @@
+import numpy as np
 import torch
 from lightning_fabric.utilities.data import _set_sampler_epoch
 
-from c2ser.data.batching import DynamicBucketSampler, ResumableLoader, pad_batch
+from c2ser.data.batching import DynamicBucketSampler, ResumableLoader, pad_batch, plan_batches
 
 
 def test_pad_batch_masks():
@@ -109,3 +110,20 @@ def test_resumable_loader_leaves_the_global_rng_alone():
     torch.manual_seed(0)
     list(_loader([5] * 10))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_batches_are_longest_first_and_bounded_in_size_and_padding():
+    frames = [int(f) for f in np.random.default_rng(0).uniform(50, 1250, 200)]  # 1-25 s
+    batches = plan_batches(frames, max_frames=6000, max_padding=0.1)
+    assert sorted(i for b in batches for i in b) == list(range(200))  # each utterance once
+    longest = [max(frames[i] for i in b) for b in batches]
+    assert longest == sorted(longest, reverse=True)
+    for b in batches:
+        padded = max(frames[i] for i in b) * len(b)
+        assert len(b) == 1 or padded <= 6000
+        assert 1 - sum(frames[i] for i in b) / padded <= 0.1
+    assert max(len(b) for b in batches) > 1  # dense lengths still share batches
+    # sparse lengths: a cap of 1 fills batches, the default keeps 1 s next to 20 s apart
+    assert plan_batches([50, 1000], 6000) == [[1, 0]]
+    assert plan_batches([50, 1000], 6000, max_padding=0.1) == [[1], [0]]
+    assert plan_batches([900, 1000, 7000], 6000) == [[2], [1, 0]]  # too long: alone

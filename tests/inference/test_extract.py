@@ -16,7 +16,6 @@ from c2ser.inference.extract import (
     is_valid_output,
     load_emotion2vec_s,
     make_extractor,
-    plan_batches,
 )
 from c2ser.models.emotion2vec_s import Emotion2VecS, tiny_config
 
@@ -165,24 +164,6 @@ def test_refuses_without_checkpoint(tmp_path, corpus, capsys):
     assert cli(["extract", "--manifest", str(scp), "--out", str(tmp_path / "o"),
                 "--checkpoint", str(scp)]) == 2  # fmt: skip
     assert "c2ser convert emotion2vec-s" in capsys.readouterr().err
-
-
-def test_batches_are_longest_first_and_bounded_in_size_and_padding():
-    rng = np.random.default_rng(0)
-    seconds = list(rng.uniform(1, 25, 200))
-    frames = [int(s * 50) for s in seconds]
-    batches = plan_batches(seconds, batch_frames=6000, max_padding=0.1)
-    assert sorted(i for b in batches for i in b) == list(range(200))  # each utterance once
-    longest = [max(frames[i] for i in b) for b in batches]
-    assert longest == sorted(longest, reverse=True)
-    for b in batches:
-        padded = max(frames[i] for i in b) * len(b)
-        assert len(b) == 1 or padded <= 6000
-        assert 1 - sum(frames[i] for i in b) / padded <= 0.1
-    assert max(len(b) for b in batches) > 1  # dense lengths still share batches
-    # sparse lengths: a cap of 1 fills batches, the default keeps 1 s next to 20 s apart
-    assert plan_batches([1.0, 20.0], 6000, max_padding=1.0) == [[1, 0]]
-    assert plan_batches([1.0, 20.0], 6000) == [[1], [0]]
 
 
 @pytest.mark.parametrize("native", [False, True])
