@@ -35,7 +35,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def synth_corpus(root: Path, n: int, lo: float, hi: float, seed: int) -> tuple[Path, float]:
+def synth_corpus(root: Path, n: int, lo: float, hi: float, seed: int) -> tuple[Path, list[float]]:
     """``n`` wavs with lengths spread over [lo, hi] s (shuffled); returns (wav.scp, seconds)."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -50,7 +50,24 @@ def synth_corpus(root: Path, n: int, lo: float, hi: float, seed: int) -> tuple[P
         sf.write(path, (x + 0.005 * rng.standard_normal(len(t))).astype(np.float32), 16000)
         lines.append(f"utt{i:03d} {path}\n")
     (root / "wav.scp").write_text("".join(lines))
-    return root / "wav.scp", float(lengths.sum())
+    return root / "wav.scp", [int(s * 16000) / 16000 for s in lengths]
+
+
+def forward_gflop(size: str, seconds: list[float]) -> float:
+    """What the eval forward passes over the corpus cost, in GFLOP: FlopCounterMode over the
+    model on the meta device (shapes only, nothing computed). It shows how close a mode runs to
+    the hardware's arithmetic limit, which no batching can pass."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from c2ser.models.emotion2vec_s import Emotion2VecS, Emotion2VecSConfig, tiny_config
+
+    with torch.device("meta"):
+        model = Emotion2VecS(tiny_config() if size == "tiny" else Emotion2VecSConfig()).eval()
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        for s in seconds:
+            wav = torch.empty(1, round(s * 16000), device="meta")
+            model.extract_features(wav, return_layers=False)
+    return counter.get_total_flops() / 1e9
 
 
 def official_loop(model, scp: Path, out: Path, device: str) -> float:
@@ -120,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        scp, audio_s = synth_corpus(
+        scp, seconds = synth_corpus(
             tmp / "wav", args.n, args.min_seconds, args.max_seconds, args.seed
         )
+        audio_s, gflop = sum(seconds), forward_gflop(args.size, seconds)
         warm = tmp / "warm.scp"
         warm.write_text(scp.read_text().splitlines()[0] + "\n")
         model = load_emotion2vec_s(None, True, args.size, args.device)
@@ -143,11 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         diff = max_diff(tmp / f"float32-{args.batch_frames}", tmp / "float32-1")
 
     base = rows[0][2]
-    table = ["| mode | batch frames | utterances/s | real-time factor | wall s | speed-up vs official |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    table = ["| mode | batch frames | utterances/s | real-time factor | GFLOP/s | wall s | speed-up vs official |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, frames, wall in rows:
         table.append(f"| {name} | {frames} | {args.n / wall:.2f} | {wall / audio_s:.4f} | "
-                     f"{wall:.1f} | {base / wall:.2f}x |")  # fmt: skip
+                     f"{gflop / wall:.0f} | {wall:.1f} | {base / wall:.2f}x |")  # fmt: skip
     best = max(rows[1:], key=lambda r: base / r[2])
     fp32_batched = rows[2]
     md = "\n".join([
@@ -159,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"**Batched fp32 / official loop: {base / fp32_batched[2]:.2f}x; best ({best[0]}): "
         f"{base / best[2]:.2f}x.** Batched fp32 vs one-at-a-time fp32: max abs diff {diff:.2e}.",
+        "",
+        f"The eval forward passes cost {gflop:.4g} GFLOP ({gflop / audio_s:.3g} per second of "
+        "audio; `torch.utils.flop_counter` on the meta device), so 10x over the official loop "
+        f"needs {10 * gflop / base:.0f} GFLOP/s.",
         "",
         *([] if bf16 else [
             "bf16 not timed: this CPU has no native bf16 (AVX512-BF16 or AMX), so PyTorch "

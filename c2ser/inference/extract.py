@@ -122,7 +122,7 @@ def load_emotion2vec_s(
     if device == "cpu" and dtype == "bfloat16" and not cpu_has_native_bf16():
         warnings.warn(
             "bfloat16 on a CPU without AVX512-BF16 or AMX is emulated and several times slower "
-            "than float32 (about 6x measured on AVX2); use --dtype float32 here",
+            "than float32 (6.5x measured on AVX2, BENCHMARKS.md); use --dtype float32 here",
             RuntimeWarning,
             stacklevel=2,
         )

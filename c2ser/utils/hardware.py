@@ -10,7 +10,8 @@ def cpu_has_native_bf16() -> bool:
 
     Elsewhere PyTorch emulates bf16 matmuls and convolutions in float32 with conversions on top,
     which is several times slower than plain float32: on a 2-core AVX2 AMD EPYC, Emotion2Vec-S
-    base extraction ran about 6x slower in bf16 (``scripts/bench_extract.py --bf16 yes``).
+    base extraction ran 6.5x slower in bf16
+    (``scripts/bench_extract.py --bf16 yes``, BENCHMARKS.md).
     """
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
