@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{base / best[2]:.2f}x.** Batched fp32 vs one-at-a-time fp32: max abs diff {diff:.2e}.",
         "",
         f"The eval forward passes cost {gflop:.4g} GFLOP ({gflop / audio_s:.3g} per second of "
-        "audio; `torch.utils.flop_counter` on the meta device), so 10x over the official loop "
-        f"needs {10 * gflop / base:.0f} GFLOP/s.",
+        "audio; `torch.utils.flop_counter` on the meta device). GFLOP/s is that cost over each "
+        f"mode's wall time; 10x over the official loop needs {10 * gflop / base:.0f} GFLOP/s.",
         "",
         *([] if bf16 else [
             "bf16 not timed: this CPU has no native bf16 (AVX512-BF16 or AMX), so PyTorch "

@@ -497,8 +497,8 @@ class Emotion2VecS(nn.Module):
 
         Inputs are sorted by length and cut into padded batches of at most ``batch_frames``
         frames (50 per second), at most ``max_padding`` of them padding
-        (:func:`c2ser.data.batching.plan_batches`); audio longer than ``max_seconds`` is processed in chunks
-        (:meth:`chunks`). Paths are decoded with :func:`c2ser.data.audio.load_audio` (mono,
+        (:func:`c2ser.data.batching.plan_batches`); audio longer than ``max_seconds`` is
+        processed in chunks (:meth:`chunks`). Paths are decoded with :func:`c2ser.data.audio.load_audio` (mono,
         resampled to 16 kHz, no normalisation, as the official script).
         """
         from c2ser.data.audio import load_audio
