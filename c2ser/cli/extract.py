@@ -53,16 +53,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument(
         "--batch-frames",
-        type=int,
+        type=_positive_int,
         default=6000,
         help="padded frames per batch (50 per second of audio); 1 = one utterance at a time",
     )
     p.add_argument(
         "--max-padding",
-        type=float,
-        default=0.1,
-        help="largest fraction of padded frames in a batch (padding is lost compute; on a GPU "
-        "with a sparse length mix, 1 lets batches fill up)",
+        type=_fraction,
+        help="largest fraction of padded frames in a batch (default 0.1: padding is lost "
+        "compute; on a GPU with a sparse length mix, 1 lets batches fill up)",
     )
     p.add_argument(
         "--max-seconds",
@@ -77,6 +76,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -97,17 +97,27 @@ class DynamicBucketSampler(Sampler[list[int]]):
         return len(self._batches())
 
 
+INFERENCE_MAX_PADDING = 0.1  # default padding cap of feature extraction (see plan_batches)
+
+
 def plan_batches(
-    lengths: Sequence[int], max_frames: int, max_padding: float = 1.0
+    lengths: Sequence[int], max_frames: int, max_padding: float | None = None
 ) -> list[list[int]]:
     """Inference batches: indices sorted by length, longest first (running out of memory shows
     at once), each batch with at most ``max_frames`` padded frames, of which at most
-    ``max_padding`` are padding. A longer item than ``max_frames`` goes alone.
+    ``max_padding`` (default :data:`INFERENCE_MAX_PADDING`; 1 = no cap) are padding. A longer
+    item than ``max_frames`` goes alone.
 
     The padding cap is for CPUs, where models are compute-bound: a batch runs no faster per frame
     than one utterance, so every padded frame is lost time. On real corpora sorted neighbours
     differ by milliseconds, so the cap rarely splits a GPU batch.
     """
+    if max_padding is None:
+        max_padding = INFERENCE_MAX_PADDING
+    if max_frames <= 0 or not 0.0 <= max_padding <= 1.0:
+        raise ValueError(
+            f"need max_frames > 0 and 0 <= max_padding <= 1, got {max_frames} and {max_padding}"
+        )
     batches: list[list[int]] = []
     batch: list[int] = []
     real = 0

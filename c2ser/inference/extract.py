@@ -181,7 +181,7 @@ def extract_manifest(
     out_dir: str | os.PathLike,
     extractor: Extractor,
     batch_frames: int = 6000,
-    max_padding: float = 0.1,
+    max_padding: float | None = None,
     skip_bad: bool = False,
     audio_root: str | os.PathLike | None = None,
     progress: bool = True,

@@ -491,7 +491,7 @@ class Emotion2VecS(nn.Module):
         utterance_mode: str | None = None,
         batch_frames: int = 6000,
         max_seconds: float | None = 60.0,
-        max_padding: float = 0.1,
+        max_padding: float | None = None,
     ) -> list[np.ndarray]:
         """Features of audio files or 16 kHz waveforms, in input order, as float32 arrays.
 

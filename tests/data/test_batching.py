@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from lightning_fabric.utilities.data import _set_sampler_epoch
 
@@ -124,6 +125,9 @@ def test_batches_are_longest_first_and_bounded_in_size_and_padding():
         assert 1 - sum(frames[i] for i in b) / padded <= 0.1
     assert max(len(b) for b in batches) > 1  # dense lengths still share batches
     # sparse lengths: a cap of 1 fills batches, the default keeps 1 s next to 20 s apart
-    assert plan_batches([50, 1000], 6000) == [[1, 0]]
+    assert plan_batches([50, 1000], 6000, max_padding=1.0) == [[1, 0]]
     assert plan_batches([50, 1000], 6000, max_padding=0.1) == [[1], [0]]
     assert plan_batches([900, 1000, 7000], 6000) == [[2], [1, 0]]  # too long: alone
+    for bad in ({"max_frames": 0}, {"max_padding": 1.5}):
+        with pytest.raises(ValueError, match="max_padding"):
+            plan_batches([10, 20], **({"max_frames": 100} | bad))

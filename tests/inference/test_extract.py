@@ -166,6 +166,19 @@ def test_refuses_without_checkpoint(tmp_path, corpus, capsys):
     assert "c2ser convert emotion2vec-s" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--max-padding", "1.5"), ("--max-padding", "x"), ("--batch-frames", "0")],
+)
+def test_bad_batching_options_are_usage_errors(corpus, tmp_path, capsys, flag, value):
+    scp, _ = corpus
+    with pytest.raises(SystemExit) as exit_:
+        cli(["extract", "--manifest", str(scp), "--out", str(tmp_path / "o"), *TINY, flag, value])
+    assert exit_.value.code == 2
+    assert f"argument {flag}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_warns_about_emulated_bf16_on_cpu(monkeypatch, native):
     monkeypatch.setattr("c2ser.utils.hardware.cpu_has_native_bf16", lambda: native)
