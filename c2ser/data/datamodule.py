@@ -24,7 +24,8 @@ from c2ser.evaluation.metrics import EMOTIONS
 
 
 class AudioClassificationDataModule(pl.LightningDataModule):
-    """Log-mel + label batches: ``{"mel" (B,T,80), "mel_mask" (B,T) True=pad, "label" (B,), "id"}``.
+    """Log-mel + label batches: ``{"mel" (B,T,80), "mel_mask" (B,T) True=pad, "label" (B,), "id",
+    "language", "speaker"}`` (language and speaker for per-group scores; None where unknown).
 
     Args:
         manifest: jsonl manifest with ``split`` fields.
@@ -94,7 +95,8 @@ class AudioClassificationDataModule(pl.LightningDataModule):
 
     def _decode(self, row: dict[str, Any]) -> dict[str, Any]:
         wav = load_audio(row["wav"], max_seconds=self.max_seconds)
-        return {"id": row["id"], "mel": log_mel(wav), "label": self.labels.index(row["emotion"])}
+        sample = {key: row.get(key) for key in ("id", "language", "speaker")}
+        return {**sample, "mel": log_mel(wav), "label": self.labels.index(row["emotion"])}
 
     @staticmethod
     def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -103,7 +105,7 @@ class AudioClassificationDataModule(pl.LightningDataModule):
             "mel": mel,
             "mel_mask": mask,
             "label": torch.tensor([s["label"] for s in samples]),
-            "id": [s["id"] for s in samples],
+            **{key: [s[key] for s in samples] for key in ("id", "language", "speaker")},
         }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

@@ -43,17 +43,19 @@ def load_feature(path: Path, dim: int | None = None) -> torch.Tensor:
 
 
 class FeatureDataset(Dataset):
-    """(feature path, class index, id) triples, loaded lazily (feature sets can exceed RAM)."""
+    """(feature path, class index, utterance) triples, loaded lazily (feature sets can exceed
+    RAM). Samples carry the utterance's language and speaker for per-group scoring."""
 
-    def __init__(self, items: Sequence[tuple[Path, int, str]], dim: int) -> None:
+    def __init__(self, items: Sequence[tuple[Path, int, Utterance]], dim: int) -> None:
         self.items, self.dim = list(items), dim
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        path, label, uid = self.items[i]
-        return {"feats": load_feature(path, self.dim), "label": label, "id": uid}
+        path, label, utt = self.items[i]
+        sample = {"id": utt.id, "language": utt.language, "speaker": utt.speaker}
+        return {**sample, "feats": load_feature(path, self.dim), "label": label}
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -62,12 +64,13 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "feats": feats,
         "feats_mask": mask,
         "label": torch.tensor([s["label"] for s in samples]),
-        "id": [s["id"] for s in samples],
+        **{key: [s[key] for s in samples] for key in ("id", "language", "speaker")},
     }
 
 
 class FeatureDataModule(pl.LightningDataModule):
-    """Batches ``{"feats" (B,T,D), "feats_mask" (B,T) True=pad, "label" (B,), "id"}`` of one fold.
+    """Batches ``{"feats" (B,T,D), "feats_mask" (B,T) True=pad, "label" (B,), "id", "language",
+    "speaker"}`` of one fold.
 
     Args:
         feat_dir: folder of ``<id>.npy`` feature files.
@@ -111,12 +114,12 @@ class FeatureDataModule(pl.LightningDataModule):
             return emobox_fold(self.emobox_dir, *args)
         return manifest_fold(self.manifest, self.fold, self.label_names, *args[1:])
 
-    def _items(self, split: str, utts: list[Utterance]) -> list[tuple[Path, int, str]]:
+    def _items(self, split: str, utts: list[Utterance]) -> list[tuple[Path, int, Utterance]]:
         items = []
         for u in utts:
             path = self.feat_dir / f"{u.id}.npy"
             if path.is_file():
-                items.append((path, self.labels.index(u.emotion), u.id))
+                items.append((path, self.labels.index(u.emotion), u))
             else:
                 self.skipped.add(f"{split} {u.id}", f"missing feature file: {path}")
         if not items:

@@ -11,14 +11,22 @@ import torch
 from torch import nn
 
 from c2ser.evaluation.metrics import EMOTIONS, classification_report, plot_confusion
-from c2ser.utils.io import write_json_atomic
+from c2ser.tasks.strategies import gather_unique
+from c2ser.utils.io import write_json_atomic, write_jsonl_atomic
+
+PREDICTIONS_FILE = "test_predictions.jsonl"
 
 
 class ClassificationTask(pl.LightningModule):
     """Trains ``model(mel, mel_mask) -> logits`` and reports SER metrics per epoch.
 
-    Predictions are gathered over the whole epoch and scored once (UA is not an average of
-    per-batch UAs). At test end the confusion matrix is written next to the checkpoints.
+    Predictions are gathered over the whole epoch and from every rank, each utterance once (DDP
+    samplers repeat batches), and scored once (UA is not an average of per-batch UAs);
+    ``<stage>/n`` logs how many utterances were scored. At test end the run directory gets
+    ``test_report.json``, the confusion matrix and ``test_predictions.jsonl``: one row per test
+    utterance (``index, emotion, language, speaker, pred_emotion`` and ``scores``, the softmax
+    probability of each label), so that later summaries can score per language and bootstrap
+    over speakers without running the model again.
     """
 
     def __init__(
@@ -32,7 +40,7 @@ class ClassificationTask(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model, self.labels = model, list(labels)
-        self._preds: dict[str, list[tuple[int, int]]] = {}
+        self._rows: dict[str, list[dict[str, Any]]] = {}
 
     def training_step(self, batch: dict[str, Any], _: int) -> torch.Tensor:
         logits = self.model(batch["mel"], batch["mel_mask"])
@@ -44,8 +52,20 @@ class ClassificationTask(pl.LightningModule):
         logits = self.model(batch["mel"], batch["mel_mask"])
         loss = nn.functional.cross_entropy(logits, batch["label"])
         self.log(f"{stage}/loss", loss, batch_size=len(batch["label"]), sync_dist=True)
-        pairs = zip(batch["label"].tolist(), logits.argmax(-1).tolist(), strict=True)
-        self._preds.setdefault(stage, []).extend(pairs)
+        preds = logits.argmax(-1).tolist()
+        probs = logits.float().softmax(-1).tolist()
+        rows = self._rows.setdefault(stage, [])
+        for i, (label, pred) in enumerate(zip(batch["label"].tolist(), preds, strict=True)):
+            rows.append(
+                {
+                    "index": batch["id"][i],
+                    "emotion": self.labels[label],
+                    "language": batch["language"][i],
+                    "speaker": batch["speaker"][i],
+                    "pred_emotion": self.labels[pred],
+                    "scores": dict(zip(self.labels, probs[i], strict=True)),
+                }
+            )
 
     def validation_step(self, batch: dict[str, Any], _: int) -> None:
         self._eval_step(batch, "val")
@@ -53,25 +73,29 @@ class ClassificationTask(pl.LightningModule):
     def test_step(self, batch: dict[str, Any], _: int) -> None:
         self._eval_step(batch, "test")
 
-    def _report(self, stage: str) -> dict:
-        pairs = self._preds.pop(stage, [])
-        if self.trainer.world_size > 1:
-            gathered: list = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(gathered, pairs)
-            pairs = [p for part in gathered for p in part]
-        report = classification_report([t for t, _ in pairs], [p for _, p in pairs], self.labels)
+    def _report(self, stage: str) -> tuple[dict, list[dict[str, Any]]]:
+        """Score the epoch's predictions of every rank; returns the report and the rows."""
+        rows = gather_unique(self._rows.pop(stage, []), "index", self.trainer.world_size)
+        index = {label: k for k, label in enumerate(self.labels)}
+        report = classification_report(
+            [index[r["emotion"]] for r in rows],
+            [index[r["pred_emotion"]] for r in rows],
+            self.labels,
+        )
         for key in ("wa", "ua", "f1"):
             self.log(f"{stage}/{key}", report[key], prog_bar=key == "ua", rank_zero_only=True)
-        return report
+        self.log(f"{stage}/n", float(report["n"]), rank_zero_only=True)
+        return report, rows
 
     def on_validation_epoch_end(self) -> None:
         self._report("val")
 
     def on_test_epoch_end(self) -> None:
-        report = self._report("test")
+        report, rows = self._report("test")
         if self.trainer.is_global_zero:
             out = Path(self.trainer.default_root_dir)
             write_json_atomic(out / "test_report.json", report)
+            write_jsonl_atomic(out / PREDICTIONS_FILE, rows)
             plot_confusion(
                 report["confusion"],
                 self.labels,

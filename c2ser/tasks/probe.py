@@ -79,10 +79,10 @@ class ProbeTask(ClassificationTask):
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
         super()._eval_step(self._as_mel(batch), stage)
 
-    def _report(self, stage: str) -> dict:
-        report = super()._report(stage)
+    def _report(self, stage: str) -> tuple[dict, list[dict[str, Any]]]:
+        report, rows = super()._report(stage)
         self._reports[stage] = {"epoch": self.current_epoch, **report} if stage == "val" else report
-        return report
+        return report, rows
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["probe_val_report"] = self._reports.get("val")

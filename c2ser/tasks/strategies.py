@@ -6,6 +6,8 @@
   checkpoints) are exercised by CPU tests and not only on a GPU cluster.
 * :func:`full_parameters`: gather ZeRO-3-partitioned parameters around code that reads or writes
   whole tensors (exporting LoRA + speech-side weights, loading them back).
+* :func:`gather_unique`: collect per-utterance evaluation rows from every rank, each utterance
+  once, so that validation and test scores do not count the batches a sampler repeats.
 
 bf16 is the trainer's ``precision`` (``trainer.precision=bf16-mixed``; DeepSpeed derives its
 ``bf16.enabled`` from it); gradient checkpointing is a model flag
@@ -14,7 +16,7 @@ bf16 is the trainer's ``precision`` (``trainer.precision=bf16-mixed``; DeepSpeed
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -100,3 +102,25 @@ def full_parameters(module: nn.Module, modifier_rank: int | None = None) -> Iter
 
     with deepspeed.zero.GatheredParameters(params, modifier_rank=modifier_rank):
         yield
+
+
+def gather_unique(
+    rows: Sequence[dict[str, Any]], key: str, world_size: int
+) -> list[dict[str, Any]]:
+    """Every rank's ``rows`` (a collective call: every rank must enter), the first row per
+    ``row[key]`` kept, in rank order.
+
+    Under DDP the evaluation samplers hand every rank the same number of batches, so batches are
+    repeated to fill the last round (:class:`~c2ser.data.batching.DynamicBucketSampler`) or
+    every rank sees the whole set (a plain loader without a distributed sampler). Scoring the
+    gathered rows as they come would count those utterances twice; ids are unique per manifest.
+    """
+    parts: list[Any] = [list(rows)]
+    if world_size > 1:
+        parts = [None] * world_size
+        torch.distributed.all_gather_object(parts, list(rows))
+    unique: dict[Any, dict[str, Any]] = {}
+    for part in parts:
+        for row in part:
+            unique.setdefault(row[key], row)
+    return list(unique.values())

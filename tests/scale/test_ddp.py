@@ -11,13 +11,19 @@ DDP averages the ranks' mean losses' gradients (= the mean over all 8); the only
 the order of float32 sums. Tolerance: 1e-5 absolute on every parameter at every step (measured:
 at most 7.5e-7 after 6 steps, while the weights move by ~5e-3), except the attention key bias
 (see :func:`without_key_bias`).
+
+Evaluation under DDP scores every validation and test utterance once, although the sampler
+repeats batches so that both ranks get as many.
 """
 
 from __future__ import annotations
 
+import json
+
 import torch
 
-from tests.scale.conftest import finish, start_train
+from c2ser.data.batching import DynamicBucketSampler
+from tests.scale.conftest import finish, run_train, start_train
 
 COMMON = (
     "experiment=demo",
@@ -87,3 +93,24 @@ def test_ddp_two_processes_equal_one_process_with_double_batch(tmp_path, corpus)
     print(f"weights moved {moved:.2e} from step 1 to 6; DDP vs single: {worst:.2e} at most")
     assert moved > 1e-3
     assert worst < 1e-5
+
+
+def test_ddp_scores_every_validation_and_test_utterance_once(tmp_path, corpus):
+    """9 utterances of 0.5 s, 2 per batch: 5 batches, which the sampler pads to 6 for 2 ranks by
+    repeating one. The reports still count each of the 9 utterances once."""
+    per_rank = [len(DynamicBucketSampler([50] * 9, 100, shuffle=False, num_replicas=2, rank=r))
+                for r in (0, 1)]  # fmt: skip
+    assert per_rank == [3, 3]  # 6 batches served for 5: one is scored twice unless deduplicated
+    manifest = corpus(8, n_val=9, seconds=0.5)  # no test split: the baseline tests on val
+    args = (
+        "experiment=demo", "model.dim=32", "model.layers=1", "trainer.accelerator=cpu",
+        "trainer.max_epochs=1", "trainer.enable_model_summary=false", "~callbacks.progress_bar",
+        f"data.manifest={manifest}", "data.max_frames=100", "strategy=ddp", "trainer.devices=2",
+    )  # fmt: skip
+    run_train(tmp_path, *args, "run_name=ddp_eval")
+    run = tmp_path / "logs" / "demo" / "runs" / "ddp_eval"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["val/n"] == metrics["test/n"] == 9
+    rows = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
+    assert sorted(r["index"] for r in rows) == sorted(f"u{i}" for i in range(8, 17))
+    assert sum(map(sum, json.loads((run / "test_report.json").read_text())["confusion"])) == 9
