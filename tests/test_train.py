@@ -81,9 +81,13 @@ def test_fast_dev_run_trains_and_writes_metrics(tmp_path):
         tmp_path,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    metrics = json.loads((tmp_path / "logs/demo/runs/fdr/metrics.json").read_text())
+    run = tmp_path / "logs/demo/runs/fdr"
+    metrics = json.loads((run / "metrics.json").read_text())
     assert {"train/loss", "val/ua", "test/ua"} <= set(metrics)
-    assert (tmp_path / "logs/demo/runs/fdr/config.yaml").exists()
+    assert (run / "config.yaml").exists()
+    rows = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
+    test_ids = {json.loads(x)["index"] for x in manifest.read_text().splitlines() if '"test"' in x}
+    assert len(rows) == metrics["test/n"] and {r["index"] for r in rows} <= test_ids
 
 
 def test_print_config(tmp_path):
@@ -111,3 +115,67 @@ def test_bad_manifest_is_one_clear_line(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "skipped 1" in r.stdout
+
+
+def test_task_hyperparameters_are_plain_python():
+    """Every experiment's task saves hyper-parameters that ``torch.load(weights_only=True)``
+    reads, as Lightning does to resume from ``last.ckpt`` (OmegaConf lists are refused)."""
+    import io
+
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+
+    from c2ser.tasks.runner import instantiate_task
+
+    sizes = {"demo": {"num_classes": 7}, "probe": {"input_dim": 4, "num_classes": 2}}
+    for experiment in EXPERIMENTS:
+        stage2 = ["task.init_from=null"] if experiment == "cot_implicit" else []  # else: ???
+        cfg = compose_train([f"experiment={experiment}", "paths.output_dir=/tmp/run", *stage2])
+        HydraConfig.instance().set_config(cfg)
+        task = instantiate_task(cfg.task, instantiate(cfg.model, **sizes.get(experiment, {})))
+        buffer = io.BytesIO()
+        torch.save(dict(task.hparams), buffer)
+        buffer.seek(0)
+        assert torch.load(buffer, weights_only=True) == dict(task.hparams), experiment
+
+
+def test_missing_optimized_metric_warns_and_gives_the_sweeper_none(caplog):
+    from c2ser.tasks.runner import optimized_metric
+
+    cfg = OmegaConf.create({"optimized_metric": "val/loss"})
+    assert optimized_metric(cfg, {"val/loss": 0.5}) == 0.5
+    with caplog.at_level("WARNING", logger="c2ser.tasks.runner"):
+        assert optimized_metric(cfg, {"train/loss": 1.0}) is None
+    assert "optimized_metric 'val/loss' was not logged" in caplog.text
+    assert optimized_metric(OmegaConf.create({"optimized_metric": None}), {}) is None
+
+
+def test_c2ser_without_feature_source_fails_before_training(tmp_path):
+    """A C2SER with Emotion2Vec-S (the default) over SFT data without data.ssl_dir: one line
+    naming the keys to set, before any training step."""
+    from tests.scale.conftest import sft_corpus
+
+    manifest = sft_corpus(tmp_path / "corpus", n=2)
+    r = run_train(["experiment=cot_explicit", f"data.manifest={manifest}", "run_name=x"], tmp_path)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    for key in ("data.ssl_dir=<dir of <id>.npy from c2ser extract --level utterance>",
+                "model.ssl_dim=<feature width>", "model.use_ssl=false"):  # fmt: skip
+        assert key in r.stderr
+    assert not (tmp_path / "logs/cot_explicit/runs/x/checkpoints").exists()
+
+
+def test_feature_source_check_passes_whatever_feeds_the_model(tmp_path):
+    from c2ser.data.manifest import BadInputError
+    from c2ser.data.sft import SFTDataModule
+    from c2ser.tasks.runner import check_model_inputs
+
+    with_ssl, without_ssl = OmegaConf.create({"use_ssl": True}), OmegaConf.create({})
+    bare = SFTDataModule(str(tmp_path / "m.jsonl"))
+    with pytest.raises(BadInputError, match=r"data\.ssl_dir="):
+        check_model_inputs(bare, with_ssl)
+    check_model_inputs(bare, without_ssl)
+    check_model_inputs(bare, OmegaConf.create({"use_ssl": False}))
+    check_model_inputs(SFTDataModule(str(tmp_path / "m.jsonl"), ssl_dir=str(tmp_path)), with_ssl)
+    check_model_inputs(SFTDataModule(str(tmp_path / "m.jsonl"), ssl_extractor=len), with_ssl)

@@ -1,12 +1,14 @@
 """The training recipe behind ``python train.py``: compose, fit, test, record.
 
-1. seed everything; 2. instantiate ``data`` and ask it for the sizes the model needs
-(``model_kwargs()``); 3. instantiate ``model`` (an ``nn.Module``) and ``task`` (the
-LightningModule wrapping it); 4. build the trainer from ``trainer`` + ``strategy`` + ``callbacks``
-+ ``logger`` (+ optional ``plugins``); 5. fit, resuming when asked; 6. test the best checkpoint
-(the final weights under ZeRO-3, whose shards DeepSpeed cannot reload without an optimizer);
-7. write ``metrics.json`` (all logged scalars) into the run directory, atomically, so that sweeps
-and reports read plain files.
+1. seed everything; 2. instantiate ``data``, check that it can feed the model
+(:func:`check_model_inputs`) and ask it for the sizes the model needs (``model_kwargs()``);
+3. instantiate ``model`` (an ``nn.Module``) and ``task`` (the LightningModule wrapping it, with
+plain Python arguments: :func:`instantiate_task`); 4. build the trainer from ``trainer`` +
+``strategy`` + ``callbacks`` + ``logger`` (+ optional ``plugins``); 5. fit, resuming when asked;
+6. test the best checkpoint (the final weights under ZeRO-3, whose shards DeepSpeed cannot reload
+without an optimizer); 7. write ``metrics.json`` (all logged scalars) into the run directory,
+atomically, so that sweeps and reports read plain files; 8. hand the sweeper its
+``optimized_metric`` (:func:`optimized_metric`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from c2ser.data.manifest import BadInputError
 from c2ser.tasks.strategies import is_zero3_partitioned
 from c2ser.utils.io import write_json_atomic
 
@@ -31,6 +34,37 @@ def _instantiate_group(cfg: DictConfig | None) -> list[Any]:
     if not cfg:
         return []
     return [hydra.utils.instantiate(c) for c in cfg.values() if c is not None and "_target_" in c]
+
+
+def instantiate_task(cfg: DictConfig, model: Any) -> pl.LightningModule:
+    """The ``task`` config as a LightningModule around ``model``, its arguments converted to plain
+    Python types.
+
+    Tasks save their arguments as hyper-parameters in every checkpoint. An OmegaConf container
+    there (``betas: [0.9, 0.99]`` arrives as a ``ListConfig``) cannot be unpickled by
+    ``torch.load(weights_only=True)``, which is how Lightning reads ``last.ckpt`` to resume.
+    """
+    return hydra.utils.instantiate(cfg, model=model, _convert_="all")
+
+
+def check_model_inputs(datamodule: Any, model_cfg: DictConfig) -> None:
+    """Fail before training (and before loading any weights) when the model needs Emotion2Vec-S
+    features the data cannot give.
+
+    Without this, a C2SER with ``use_ssl=true`` over an SFT datamodule with neither ``ssl_dir``
+    nor ``ssl_extractor`` starts training and stops at its first forward pass, with an error
+    about the batch instead of the keys to set.
+    """
+    if not model_cfg.get("use_ssl", False) or not hasattr(datamodule, "ssl_dir"):
+        return
+    if datamodule.ssl_dir or datamodule.ssl_extractor is not None:
+        return
+    raise BadInputError(
+        "the model uses Emotion2Vec-S features (model.use_ssl=true) but the data has no source "
+        "for them: set data.ssl_dir=<dir of <id>.npy from c2ser extract --level utterance> "
+        "(and model.ssl_dim=<feature width> if it is not 768), or train without them: "
+        "model.use_ssl=false"
+    )
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
@@ -69,9 +103,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         pl.seed_everything(cfg.seed, workers=True)
 
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    check_model_inputs(datamodule, cfg.model)
     extra = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
     model = hydra.utils.instantiate(cfg.model, **extra)
-    task: pl.LightningModule = hydra.utils.instantiate(cfg.task, model=model)
+    task = instantiate_task(cfg.task, model)
 
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer,
@@ -112,10 +147,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
-    """The value a sweeper (Optuna) optimises, named by ``optimized_metric`` in the config."""
+    """The value a sweeper (Optuna) optimises, named by ``optimized_metric`` in the config.
+
+    A run can finish without it: it ended before its first validation (``trainer.max_steps``)
+    or had no validation set (an SFT manifest without ``split``). Its training, export and
+    ``metrics.json`` are still good, so it warns and returns None instead of failing the job.
+    Hydra's Optuna sweeper records a None as a failed trial and goes on with the next; it does
+    not accept NaN (Optuna refuses the value, and the sweeper's fallback then raises).
+    """
     name = cfg.get("optimized_metric")
     if not name:
         return None
     if name not in metrics:
-        raise KeyError(f"optimized_metric {name!r} not among logged metrics {sorted(metrics)}")
+        log.warning(
+            "optimized_metric %r was not logged (no validation ran?); logged: %s; "
+            "a sweeper gets None for this run",
+            name,
+            ", ".join(sorted(metrics)) or "nothing",
+        )
+        return None
     return metrics[name]

@@ -101,8 +101,8 @@ def run_train(root: Path, *overrides: str, **env: str) -> str:
 
 
 def step_losses(metrics_csv: Path) -> dict[int, float]:
-    """``train/loss`` per optimiser step from a CSVLogger file (later rows win: a resumed run
-    appends to the file of the run it continues)."""
+    """``train/loss`` per optimiser step from a CSVLogger file. A resumed run's logger starts
+    the file afresh (Lightning deletes the old one), so it holds the steps from the resume on."""
     out: dict[int, float] = {}
     with open(metrics_csv) as f:
         for row in csv.DictReader(f):
@@ -142,5 +142,34 @@ RESUMABLE = (
 )
 
 
-def run_dir(root: Path, name: str) -> Path:
-    return root / "logs" / "demo" / "runs" / name
+# The same for C2SER Stage 1 and 2 on an :func:`sft_corpus`: a tiny random model (its Qwen2 16 wide,
+# ~35 MB checkpoints), one utterance per batch, a checkpoint every 2 steps, dropout on (0.1).
+C2SER_RESUMABLE = (
+    "model.llm_config.hidden_size=16",
+    "model.llm_config.intermediate_size=32",
+    "data.max_batch_size=1",
+    "task.val_generate=1",
+    "task.max_new_tokens=4",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_model_summary=false",
+    "ckpt_path=auto",
+    "~callbacks.progress_bar",
+    "callbacks.model_checkpoint.every_n_train_steps=2",
+)
+
+
+def stage1_export(out: Path) -> Path:
+    """A random Stage 1 model of the :data:`C2SER_RESUMABLE` shape, exported for Stage 2's
+    ``task.init_from`` (what ``experiment=cot_explicit`` writes to ``<run>/model``)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=cot_explicit", *C2SER_RESUMABLE])
+    return instantiate(cfg.model).save_pretrained(out)
+
+
+def run_dir(root: Path, name: str, task: str = "demo") -> Path:
+    return root / "logs" / task / "runs" / name

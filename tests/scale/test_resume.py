@@ -1,9 +1,11 @@
 """Fault tolerance: ``kill -9`` a training run at a random moment, rerun the same command, and the
 resumed run continues exactly where the uninterrupted one went (model, optimizer, scheduler,
-sampler position mid-epoch, RNG); checkpoints are written atomically."""
+sampler position mid-epoch, RNG); checkpoints are written atomically. The baseline, C2SER Stage 1
+and Stage 2 all resume."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -18,16 +20,21 @@ from hydra.core.global_hydra import GlobalHydra
 
 from c2ser.utils.checkpoint_io import AtomicCheckpointIO
 from tests.scale.conftest import (
+    C2SER_RESUMABLE,
     REPO,
     RESUMABLE,
     finish,
     run_dir,
     run_train,
+    sft_corpus,
+    stage1_export,
     start_train,
     step_losses,
     train_cmd,
     train_env,
 )
+
+STAGES = {"stage1": "cot_explicit", "stage2": "cot_implicit"}
 
 
 def wait_for_new_file(path: Path, proc: subprocess.Popen, previous) -> tuple[tuple, float]:
@@ -46,21 +53,21 @@ def wait_for_new_file(path: Path, proc: subprocess.Popen, previous) -> tuple[tup
     raise AssertionError(f"{path} did not appear (again) while the run was alive")
 
 
-def test_kill9_and_rerun_continues_like_an_uninterrupted_run(tmp_path, corpus):
-    manifest = corpus(28, seconds=None)
-    args = (*RESUMABLE, f"data.manifest={manifest}")
+def kill9_and_rerun(root: Path, args: tuple[str, ...], task: str) -> None:
+    """Run ``args`` as ``killed`` and, side by side, as ``reference``; ``kill -9`` the first at a
+    random moment, rerun it, and check that it logs the reference's losses from the kill on."""
     victim = subprocess.Popen(
         train_cmd(*args, "run_name=killed"),
-        cwd=tmp_path,
-        env=train_env(tmp_path),
+        cwd=root,
+        env=train_env(root),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    reference_run = start_train(tmp_path, *args, "run_name=reference")
+    reference_run = start_train(root, *args, "run_name=reference")
     # kill at a random moment within the next ~12 steps after the first checkpoint (of ~40),
     # paced by the time between the first two checkpoints, so that fast and slow machines alike
     # kill mid-run
-    last = run_dir(tmp_path, "killed") / "checkpoints" / "last.ckpt"
+    last = run_dir(root, "killed", task) / "checkpoints" / "last.ckpt"
     first = wait_for_new_file(last, victim, previous=None)
     wait_for_new_file(last, victim, previous=first)
     time.sleep(random.uniform(0.0, 6 * (time.monotonic() - first[1])))
@@ -70,15 +77,69 @@ def test_kill9_and_rerun_continues_like_an_uninterrupted_run(tmp_path, corpus):
     finish(reference_run)
     killed_at = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
 
-    assert "resuming from" in run_train(tmp_path, *args, "run_name=killed")
+    assert "resuming from" in run_train(root, *args, "run_name=killed")
 
-    reference = step_losses(run_dir(tmp_path, "reference") / "csv" / "metrics.csv")
-    resumed = step_losses(run_dir(tmp_path, "killed") / "csv" / "metrics.csv")
+    reference = step_losses(run_dir(root, "reference", task) / "csv" / "metrics.csv")
+    resumed = step_losses(run_dir(root, "killed", task) / "csv" / "metrics.csv")
     after = sorted(s for s in resumed if s >= killed_at)
     assert after and after == sorted(s for s in reference if s >= killed_at)
     assert max(after) == max(reference)  # the resumed run finished the whole schedule
     for s in after:
         assert resumed[s] == pytest.approx(reference[s], abs=1e-6), f"step {s}"
+
+
+def test_kill9_and_rerun_continues_like_an_uninterrupted_run(tmp_path, corpus):
+    manifest = corpus(28, seconds=None)
+    kill9_and_rerun(tmp_path, (*RESUMABLE, f"data.manifest={manifest}"), "demo")
+
+
+def c2ser_args(root: Path, stage: str, manifest: Path) -> tuple[str, ...]:
+    """``train.py`` overrides of a tiny resumable C2SER run of ``stage`` (Stage 2 starts from a
+    random Stage 1 export and decays its explicit share over 10 steps, whatever the run length)."""
+    args = (f"experiment={STAGES[stage]}", *C2SER_RESUMABLE, f"data.manifest={manifest}",
+            f"data.ssl_dir={manifest.parent / 'ssl'}")  # fmt: skip
+    if stage == "stage2":
+        args += (f"task.init_from={stage1_export(root / 'stage1')}", "task.decay_steps=10")
+    return args
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_kill9_and_rerun_c2ser_continues_like_an_uninterrupted_run(tmp_path, stage):
+    manifest = sft_corpus(tmp_path / "corpus", n=13)  # 12 steps an epoch, 36 in all
+    args = (*c2ser_args(tmp_path, stage, manifest), "trainer.max_epochs=3")
+    kill9_and_rerun(tmp_path, args, STAGES[stage])
+
+
+def without_split(manifest: Path) -> Path:
+    """The manifest with its ``split`` fields removed: everything trains, nothing validates."""
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    out = manifest.with_name("no_split.jsonl")
+    out.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "split"}) + "\n"
+                           for r in rows))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_c2ser_rerun_resumes_from_last_ckpt(tmp_path, stage):
+    """Stage 1 stops at ``trainer.max_steps=2``, before its first validation; Stage 2 reads a
+    manifest without ``split``, so it never validates. Both still exit 0 (the sweeper's
+    ``optimized_metric`` is missing: a warning), and the same command with more steps resumes
+    from ``last.ckpt``, whose hyper-parameters ``torch.load(weights_only=True)`` must read."""
+    manifest = sft_corpus(tmp_path / "corpus")  # 5 training utterances: 5 steps an epoch
+    if stage == "stage2":
+        manifest = without_split(manifest)
+    args = (*c2ser_args(tmp_path, stage, manifest), "run_name=r")
+    first = run_train(tmp_path, *args, "trainer.max_steps=2")
+    assert "optimized_metric 'val/loss' was not logged" in first
+    run = run_dir(tmp_path, "r", STAGES[stage])
+    assert (run / "model" / "config.json").is_file()  # trained and exported
+    last = run / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 2
+
+    assert "resuming from" in run_train(tmp_path, *args, "trainer.max_steps=4")
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 4
+    assert sorted(step_losses(run / "csv" / "metrics.csv")) == [2, 3]  # went on, not over
 
 
 def test_defaults_make_training_resumable():
