@@ -80,6 +80,56 @@ def test_batched_generation_equals_one_at_a_time(tiny_c2ser, beams):
     assert len({tuple(r) for r in batched}) == 3 and all(len(r) == 12 for r in batched)
 
 
+def test_generation_depends_on_the_speech(tiny_c2ser):
+    """One prompt for every row: the answers differ with the audio (mel) and with the
+    Emotion2Vec-S features (ssl) alone, and repeat for identical inputs."""
+    batch, other = (make_batch(lengths=(120, 120), seed=s, targets=False) for s in (0, 1))
+    prompts = [[9707, 13]] * 2
+
+    def answers(mel, ssl):
+        return tiny_c2ser.generate(mel, batch["mel_mask"], ssl, prompts, max_new_tokens=6)
+
+    base = answers(batch["mel"], batch["ssl"])
+    assert base[0] != base[1]  # two utterances, one prompt
+    assert answers(batch["mel"], batch["ssl"]) == base
+    assert answers(other["mel"], batch["ssl"]) != base  # the audio alone
+    assert answers(batch["mel"], other["ssl"]) != base  # the features alone
+
+
+def test_inference_prompts_with_the_stage_asked_for(tmp_path, wav_file, monkeypatch):
+    """``run_inference(stage=s)`` generates from the Stage s prompt: the prompt ids reaching the
+    model are that prompt's, and Stage 1 and Stage 2 give different answers to the same audio."""
+    import json
+
+    from c2ser.data.manifest import Utterance
+    from c2ser.inference.generate import run_inference
+    from c2ser.models.prompts import prompt_for
+    from c2ser.models.tokenizer import load_tokenizer
+
+    utts = [Utterance(f"u{i}", str(wav_file(f"u{i}.wav", 0.6 + 0.2 * i, freq=150 + 90 * i)),
+                      "happy", language="en") for i in range(2)]  # fmt: skip
+    model = make_tiny_c2ser(use_ssl=False).eval()
+    prompts, generate = [], model.generate
+
+    def spy(mel, mel_mask, ssl, prompt_ids, **kw):
+        prompts.extend(prompt_ids)
+        return generate(mel, mel_mask, ssl, prompt_ids, **kw)
+
+    monkeypatch.setattr(model, "generate", spy)
+    tok = load_tokenizer()
+    texts = {}
+    for stage in (1, 2):
+        out = tmp_path / f"stage{stage}.jsonl"
+        run_inference(model, utts, out, stage=stage, max_new_tokens=6, progress=False)
+        rows = sorted((json.loads(line) for line in out.read_text().splitlines()),
+                      key=lambda r: r["index"])  # fmt: skip
+        texts[stage] = [r["text"] for r in rows]
+        want = tok.encode(prompt_for(stage), add_special_tokens=False)
+        assert prompts and all(p == want for p in prompts), stage
+        prompts.clear()
+    assert all(a != b for a, b in zip(texts[1], texts[2], strict=True)), texts
+
+
 def test_official_beam_sampling_is_seeded(tiny_c2ser):
     batch = make_batch(lengths=(120, 80), targets=False)
     kw = dict(max_new_tokens=8, num_beams=4, do_sample=True, top_p=0.0, top_k=0,
