@@ -62,6 +62,28 @@ def test_mix_explicit():
     assert fracs == {0, 8}
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log")  # no trainer: not logged
+@pytest.mark.parametrize(
+    ("prob", "trained", "other"), [(1.0, "explicit_", ""), (0.0, "", "explicit_")]
+)
+def test_training_step_trains_on_the_drawn_pairs(tmp_path, wav_file, prob, trained, other):
+    """With the explicit chance fixed at 1 (or 0), the loss of a training step is the model's
+    loss on the explicit (or implicit) prompt/target pairs, not on the batch as it came."""
+    dm = datamodule(make_corpus(tmp_path, wav_file), stage=2, keep_explicit=True)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    task = DistillTask(tiny_model(), explicit_start=prob, explicit_end=prob, decay_steps=1)
+
+    def loss_on(prefix: str) -> torch.Tensor:
+        pairs = batch[f"{prefix}prompt_ids"], batch[f"{prefix}target_ids"]
+        return task.model(batch["mel"], batch["mel_mask"], batch["ssl"], *pairs).loss
+
+    with torch.no_grad():
+        loss = task.training_step(batch, 0)
+        assert torch.equal(loss, loss_on(trained))
+        assert not torch.allclose(loss, loss_on(other))
+
+
 def test_stage2_continues_stage1_and_decays(tmp_path, wav_file):
     """init_from loads the Stage 1 export (random base LLM included); the mix decays to 0."""
     manifest = make_corpus(tmp_path, wav_file)
