@@ -11,11 +11,23 @@ Given N prediction runs over the same utterances (``None`` = unparseable answer)
 - **mean pairwise agreement**: per utterance, the fraction of the N(N-1)/2 run pairs that give
   the same answer, averaged over utterances. It degrades gracefully where the agreement rate
   drops to 0 as soon as one run of many differs.
+- **flip rate** = 1 - agreement rate: the share of utterances whose label changes in at least
+  one run.
 - **majority share** histogram: per utterance, how many of the N runs give its most frequent
   answer (N: fully stable; 1: every run different).
+- **Fleiss' kappa** over the runs as raters: agreement corrected for the agreement expected by
+  chance from how often each label is given (1: perfect, 0: chance level). Unlike the raw
+  agreement it does not reward a system that answers one label for everything.
+- **invalid rate**: the share of all answers (utterances x runs) that are unparseable or name a
+  label outside the 7.
 
-An unparseable answer counts as an answer of its own (two unparseable runs agree); it is wrong
-for UA, as in the main evaluation.
+The paper's claim concerns both sampling and the wording of the prompt, so runs may come from
+several prompt paraphrases: ``prompts`` (one paraphrase index per run) adds ``by_prompt``
+(the figures above within each paraphrase) and ``ua_std_prompts`` (the spread of the
+paraphrases' mean UA).
+
+An unparseable answer counts as an answer of its own (two unparseable runs agree, and it is one
+more category for kappa); it is wrong for UA, as in the main evaluation.
 """
 
 from __future__ import annotations
@@ -36,12 +48,47 @@ def label_indices(preds: Sequence[str | None], labels: Sequence[str] = EMOTIONS)
     return [index.get(p, -1) if p is not None else -1 for p in preds]
 
 
+def fleiss_kappa(counts: np.ndarray | Sequence[Sequence[int]]) -> float | None:
+    """Fleiss' kappa of an (items, categories) table of how many raters chose each category.
+
+    Every item needs the same number of raters (>= 2). ``None`` where kappa is undefined: one
+    rater, or every rating in a single category (expected agreement 1).
+    """
+    table = np.asarray(counts, dtype=float)
+    if table.ndim != 2 or not len(table):
+        raise ValueError("counts must be a non-empty (items, categories) table")
+    raters = table.sum(axis=1)
+    if not np.all(raters == raters[0]):
+        raise ValueError("every item needs the same number of ratings")
+    n = raters[0]
+    if n < 2:
+        return None
+    p_item = ((table**2).sum(axis=1) - n) / (n * (n - 1))
+    p_cat = table.sum(axis=0) / table.sum()
+    expected = float((p_cat**2).sum())
+    if expected >= 1.0 - 1e-12:
+        return None
+    return float((p_item.mean() - expected) / (1.0 - expected))
+
+
+def _rating_table(runs: Sequence[Sequence[str | None]], labels: Sequence[str]) -> np.ndarray:
+    """(utterances, labels + 1) counts of the runs' answers; the last column: invalid."""
+    idx = np.asarray([label_indices(r, labels) for r in runs])  # (runs, utterances)
+    idx = np.where(idx < 0, len(labels), idx)
+    table = np.zeros((idx.shape[1], len(labels) + 1), dtype=np.int64)
+    for row in idx:
+        table[np.arange(idx.shape[1]), row] += 1
+    return table
+
+
 def stability_report(
     runs: Sequence[Sequence[str | None]],
     references: Sequence[str],
     labels: Sequence[str] = EMOTIONS,
+    prompts: Sequence[int] | None = None,
 ) -> dict:
-    """Scores per run and agreement across runs (see module doc); JSON-ready."""
+    """Scores per run and agreement across runs (see module doc); JSON-ready. ``prompts``: the
+    paraphrase index of each run, for the per-paraphrase breakdown."""
     if not runs:
         raise ValueError("no prediction runs")
     n = len(references)
@@ -58,7 +105,8 @@ def stability_report(
         sum(c * (c - 1) / 2 for c in Counter(answers).values()) / pairs if pairs else 1.0
         for answers in per_utt
     ]
-    return {
+    invalid = [p < 0 for r in runs for p in label_indices(r, labels)]
+    report = {
         "runs": k,
         "n": n,
         "ua_per_run": ua.tolist(),
@@ -69,6 +117,33 @@ def stability_report(
         "agreement": float(np.mean([m == k for m in majority])) if n else 0.0,
         "pairwise_agreement": float(np.mean(pairwise)) if n else 0.0,
         "majority_share_hist": {str(s): majority.count(s) for s in range(1, k + 1)},
+        "fleiss_kappa": fleiss_kappa(_rating_table(runs, labels)) if n else None,
+        "invalid_rate": float(np.mean(invalid)) if invalid else 0.0,
+    }
+    report["flip_rate"] = 1.0 - report["agreement"] if n else 0.0
+    if prompts is not None:
+        report.update(_by_prompt(runs, references, labels, prompts))
+    return report
+
+
+def _by_prompt(
+    runs: Sequence[Sequence[str | None]],
+    references: Sequence[str],
+    labels: Sequence[str],
+    prompts: Sequence[int],
+) -> dict:
+    if len(prompts) != len(runs):
+        raise ValueError(f"{len(prompts)} prompt indices for {len(runs)} runs")
+    keys = ("ua_mean", "ua_std", "agreement", "flip_rate", "fleiss_kappa", "invalid_rate")
+    by_prompt = []
+    for p in sorted(set(prompts)):
+        rep = stability_report([r for r, q in zip(runs, prompts) if q == p], references, labels)
+        by_prompt.append({"prompt": p, "runs": rep["runs"], **{key: rep[key] for key in keys}})
+    means = np.array([b["ua_mean"] for b in by_prompt])
+    return {
+        "prompts": len(by_prompt),
+        "by_prompt": by_prompt,
+        "ua_std_prompts": float(means.std(ddof=1)) if len(means) > 1 else 0.0,
     }
 
 
