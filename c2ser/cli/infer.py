@@ -2,8 +2,11 @@
 
 Batched (left padding, KV cache) in eval mode; resumable (ids already in --out are skipped);
 utterances with missing audio or features are reported and skipped. Each row holds the raw text,
-the parsed emotion, the reference emotion/language and the timing. ``--decoding official`` is the
-release's stochastic 4-beam sampling (repeatable with --seed); greedy and beam are deterministic.
+the parsed emotion, the reference emotion/language and the timing. Decodings: greedy and beam
+are deterministic; ``official`` is the release's 4-beam "sampling" with top_p=0, which in fact
+gives the same output for every seed (see c2ser/inference/generate.py); ``sample`` is nucleus
+sampling (--temperature, --top-p; repeatable with --seed). ``--paraphrase N`` asks with one of
+our rewordings of the stage's prompt (0: the official prompt).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="results.jsonl (appended to; reruns resume)")
     p.add_argument("--features", help="directory of Emotion2Vec-S <id>.npy utterance features")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--decoding", choices=["greedy", "beam", "official"], default="greedy")
+    p.add_argument("--decoding", choices=["greedy", "beam", "official", "sample"], default="greedy")
+    p.add_argument("--temperature", type=float, help="sampling temperature (sampling decodings)")
+    p.add_argument("--top-p", type=float, help="nucleus top_p (sampling decodings)")
+    p.add_argument("--paraphrase", type=int, default=0, help="prompt paraphrase (0: official)")
     p.add_argument("--max-new-tokens", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--audio-root", help="directory that relative wav paths are resolved against")
@@ -51,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         max_new_tokens=args.max_new_tokens,
         parse=parse_emotion,
+        prompt=args.paraphrase,
+        temperature=args.temperature,
+        top_p=args.top_p,
         **overrides,
     )
     for line in summary.failed.items:

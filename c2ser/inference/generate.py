@@ -9,10 +9,30 @@ features are reported and skipped per utterance, never losing the rest of the ba
 Decoding presets (``DECODING``):
 
 * ``greedy`` (default) and ``beam`` (4 beams, repetition penalty 1.05) are deterministic;
-* ``official`` is the release's setting: 4 beams *with sampling*, ``top_p=0`` / ``top_k=0``
-  (so 2 candidates per beam survive), repetition penalty 1.05 over generated tokens, at most 400
-  new tokens. It is stochastic; the seed (set before every batch) makes a run repeatable, but
-  outputs also depend on batch composition.
+* ``official`` is the release's setting: 4 beams *with sampling*, ``top_p=0`` / ``top_k=0``,
+  repetition penalty 1.05 over generated tokens, at most 400 new tokens. It is **not** random
+  in practice. ``top_p=0`` keeps only ``min_tokens_to_keep`` = 2 tokens per beam (one more than
+  the number of EOS ids), and each step draws 2 x 4 = 8 continuations *without replacement* from
+  those 4 x 2 candidates, i.e. all of them, then sorts them by score. (At the first two steps
+  only 2 and 4 candidates have non-zero probability, as the other beams start at -1e9; the
+  remaining draws are zero-probability picks that sort last.) So it is a deterministic beam
+  search restricted to each beam's 2 best tokens, unlike ``beam`` and ``greedy``. Measured on a
+  tiny random C2SER (``tests/models/conftest.py``, 3 utterances, 20 new tokens) and on a tiny
+  random Qwen2, under transformers 5.24 and 4.44.2 (the release's): 20 seeds gave one output per
+  utterance, equal to a ``do_sample=False`` 4-beam search with a keep-2-best logits processor.
+  A seed can only matter where a candidate's probability underflows to 0 (a score gap of about
+  100 nats to the best candidate) and it competes with other zero-probability picks. Variation
+  between runs of the release came from its dropout being left on (no ``.eval()``), which we
+  never do.
+* ``sample`` is plain ancestral sampling (1 beam, ``temperature`` 1.0, nucleus ``top_p`` 0.9, no
+  top-k, repetition penalty 1.05): the decoding that really varies with the seed, used by the
+  stability evaluation. ``temperature`` / ``top_p`` arguments override the preset's.
+
+Every batch starts from ``torch.manual_seed(seed)``, so a run is repeatable, but a sampled output
+also depends on the batch it was generated in.
+
+The prompt is the stage's official one unless ``prompt`` gives a paraphrase index
+(:data:`c2ser.models.prompts.PARAPHRASES`) or a text.
 
 Output rows: ``index, text`` (raw generation), ``emotion`` (reference, if known), ``language``,
 ``pred_emotion`` (from the ``parse`` callable, e.g. :func:`c2ser.evaluation.parse.parse_emotion`),
@@ -46,6 +66,10 @@ DECODING: dict[str, dict[str, Any]] = {
     "official": dict(
         num_beams=4, do_sample=True, top_p=0.0, top_k=0, temperature=1.0,
         repetition_penalty=1.05, length_penalty=1.0, min_length=1,
+    ),
+    "sample": dict(
+        num_beams=1, do_sample=True, temperature=1.0, top_p=0.9, top_k=0,
+        repetition_penalty=1.05,
     ),
 }  # fmt: skip
 MAX_NEW_TOKENS = 400
@@ -82,6 +106,9 @@ def run_inference(
     max_new_tokens: int = MAX_NEW_TOKENS,
     parse: Parser | None = None,
     progress: bool = True,
+    prompt: int | str | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
     **model_overrides: Any,
 ) -> InferenceSummary:
     """Generate for every utterance of ``manifest`` not yet in ``out``; see the module docstring.
@@ -95,9 +122,12 @@ def run_inference(
             when the model uses them.
         decoding: a key of ``DECODING``.
         parse: ``parse(text, language) -> emotion | None`` filling ``pred_emotion``.
+        prompt: ``None`` (the stage's official prompt), a paraphrase index of
+            :data:`c2ser.models.prompts.PARAPHRASES`, or the prompt text itself.
+        temperature, top_p: override a sampling preset's values (``sample``, ``official``).
     """
-    if decoding not in DECODING:
-        raise ValueError(f"decoding must be one of {sorted(DECODING)}, got {decoding!r}")
+    gen = generation_kwargs(decoding, max_new_tokens, temperature, top_p)
+    prompt_text = prompt if isinstance(prompt, str) else prompt_for(stage, prompt or 0)
     if isinstance(model, C2SER):
         device = next(model.parameters()).device
     else:
@@ -119,8 +149,7 @@ def run_inference(
     out = Path(out)
     todo = _pending(utts, _finished_ids(out), model.config, summary)
     tokenizer = load_tokenizer()
-    prompt = tokenizer.encode(prompt_for(stage), add_special_tokens=False)
-    gen = {**DECODING[decoding], "max_new_tokens": max_new_tokens}
+    prompt_ids = tokenizer.encode(prompt_text, add_special_tokens=False)
     feature_dir = Path(features) if features is not None else None
 
     from tqdm.auto import tqdm
@@ -134,7 +163,9 @@ def run_inference(
                 items.append(_load_item(utt, model, feature_dir))
             except BadInputError as e:
                 summary.failed.add(utt.id, str(e))
-        rows = _generate_rows(model, items, prompt, gen, seed, device, tokenizer, parse, summary)
+        rows = _generate_rows(
+            model, items, prompt_ids, gen, seed, device, tokenizer, parse, summary
+        )
         _append_rows(out, rows)
         summary.done += len(rows)
         summary.tokens += sum(r["n_tokens"] for r in rows)
@@ -142,6 +173,28 @@ def run_inference(
         bar.update(len(todo[start : start + batch_size]))
     bar.close()
     return summary
+
+
+def generation_kwargs(
+    decoding: str,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    temperature: float | None = None,
+    top_p: float | None = None,
+) -> dict[str, Any]:
+    """``generate`` keyword arguments of a ``DECODING`` preset, with sampling overrides.
+
+    A temperature or top_p for a preset that does not sample is an error: transformers would
+    ignore it, and the run would not be what was asked for.
+    """
+    if decoding not in DECODING:
+        raise ValueError(f"decoding must be one of {sorted(DECODING)}, got {decoding!r}")
+    gen = {**DECODING[decoding], "max_new_tokens": max_new_tokens}
+    overrides = {k: v for k, v in (("temperature", temperature), ("top_p", top_p)) if v is not None}
+    if overrides and not gen["do_sample"]:
+        raise BadInputError(
+            f"{' and '.join(sorted(overrides))} only apply to sampling decodings, not {decoding!r}"
+        )
+    return {**gen, **overrides}
 
 
 def _pending(

@@ -1,4 +1,5 @@
-"""run_inference / ``c2ser infer`` on a tiny saved model: batching, resume, bad inputs."""
+"""run_inference / ``c2ser infer`` on a tiny saved model: batching, resume, bad inputs,
+decodings (what ``official`` really does, ``sample``) and prompt paraphrases."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import types
 import numpy as np
 import pytest
 
-from c2ser.inference.generate import run_inference
+from c2ser.data.manifest import BadInputError
+from c2ser.inference.generate import generation_kwargs, run_inference
+from c2ser.models.prompts import PARAPHRASES, STAGE1_PROMPT, STAGE2_PROMPT, prompt_for
 from tests.models.conftest import make_tiny_c2ser
 
 
@@ -66,15 +69,60 @@ def test_batched_run_resume_and_bad_inputs(tiny_dir, corpus, tmp_path):
     assert sorted(_rows(out)) == ["u0", "u1", "u2"]
 
 
-def test_official_decoding_is_repeatable_under_a_seed(tiny_dir, corpus, tmp_path):
+def _texts(tiny_dir, corpus, out, **kw):
     manifest, feats = corpus
-    texts = []
-    for name in ("a", "b"):
-        out = tmp_path / f"{name}.jsonl"
-        run_inference(tiny_dir, manifest, out, stage=2, features=feats, decoding="official",
-                      seed=3, max_new_tokens=5, progress=False, device="cpu")  # fmt: skip
-        texts.append({k: v["text"] for k, v in _rows(out).items()})
-    assert texts[0] == texts[1]
+    run_inference(tiny_dir, manifest, out, stage=2, features=feats, max_new_tokens=5,
+                  progress=False, device="cpu", **kw)  # fmt: skip
+    return {k: v["text"] for k, v in _rows(out).items()}
+
+
+def test_official_decoding_does_not_depend_on_the_seed(tiny_dir, corpus, tmp_path):
+    """top_p=0 keeps 2 tokens per beam and the sampler draws all 8 candidates: the release's
+    "sampling" is a fixed beam search (see the generate module docstring)."""
+    a = _texts(tiny_dir, corpus, tmp_path / "a.jsonl", decoding="official", seed=3)
+    b = _texts(tiny_dir, corpus, tmp_path / "b.jsonl", decoding="official", seed=4)
+    assert a == b
+
+
+def test_sample_decoding_varies_with_the_seed_and_repeats_under_one(tiny_dir, corpus, tmp_path):
+    """A tiny random model's next-token distribution is near uniform over 151,936 tokens, so
+    two seeds cannot give the same 5 tokens; the same seed must."""
+    a = _texts(tiny_dir, corpus, tmp_path / "a.jsonl", decoding="sample", seed=0)
+    again = _texts(tiny_dir, corpus, tmp_path / "again.jsonl", decoding="sample", seed=0)
+    b = _texts(tiny_dir, corpus, tmp_path / "b.jsonl", decoding="sample", seed=1)
+    assert a == again
+    assert all(a[k] != b[k] for k in a) and len(a) == 3
+    cold = _texts(tiny_dir, corpus, tmp_path / "cold.jsonl", decoding="sample", seed=0,
+                  temperature=0.01, top_p=0.5)  # fmt: skip
+    greedy = _texts(tiny_dir, corpus, tmp_path / "greedy.jsonl", decoding="greedy")
+    assert cold == greedy  # the overrides reach generate: near-zero temperature is greedy
+
+
+def test_generation_presets_and_overrides():
+    assert generation_kwargs("sample", 7) == {
+        "num_beams": 1, "do_sample": True, "temperature": 1.0, "top_p": 0.9, "top_k": 0,
+        "repetition_penalty": 1.05, "max_new_tokens": 7,
+    }  # fmt: skip
+    assert generation_kwargs("official", temperature=0.7)["temperature"] == 0.7
+    with pytest.raises(BadInputError, match="temperature only apply to sampling"):
+        generation_kwargs("greedy", temperature=0.7)
+    with pytest.raises(ValueError, match="decoding must be one of"):
+        generation_kwargs("nucleus")
+
+
+def test_prompt_paraphrases(tiny_dir, corpus, tmp_path):
+    assert prompt_for(1) == STAGE1_PROMPT and prompt_for(2, 0) == STAGE2_PROMPT
+    for stage in (1, 2):
+        texts = PARAPHRASES[stage]
+        assert len(texts) == 4 and len(set(texts)) == 4
+        assert all(t.endswith(".") and "emotion" in t for t in texts)
+    with pytest.raises(ValueError, match=r"paraphrase must be in 0\.\.3"):
+        prompt_for(2, 4)
+    official = _texts(tiny_dir, corpus, tmp_path / "o.jsonl", decoding="greedy")
+    by_index = _texts(tiny_dir, corpus, tmp_path / "i.jsonl", decoding="greedy", prompt=2)
+    by_text = _texts(tiny_dir, corpus, tmp_path / "t.jsonl", decoding="greedy",
+                     prompt=PARAPHRASES[2][2])  # fmt: skip
+    assert by_index == by_text != official
 
 
 def test_cli(tiny_dir, corpus, tmp_path, capsys, monkeypatch):
