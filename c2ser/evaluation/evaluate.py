@@ -15,14 +15,21 @@
    utterances whose inference failed are **wrong**, and listed in ``unparsed.jsonl`` with the
    reason;
 4. scores WA/UA/macro-F1 overall and per language (``language`` field, else the ``ZH_``/``EN_``
-   id prefix) with :func:`c2ser.evaluation.metrics.classification_report`, and writes
-   ``metrics.json``, ``summary.md`` and ``confusion_<all|zh|en>.png``;
-5. with ``stability.runs > 1``, decodes the set that many more times with sampling
-   (``stability.decoding``, seeds ``stability.seed + i``) into ``stability/run_<i>.jsonl`` and
-   adds :func:`c2ser.evaluation.stability.stability_report` + ``stability.png``.
+   id prefix) with :func:`c2ser.evaluation.scoring.score_rows`: each set gets ``parse_rate``
+   and 95 % bootstrap intervals ``ci`` that resample speakers (the manifest's ``speaker``;
+   without one, utterances, as ``metrics.json``'s ``bootstrap.unit`` says). For Stage 1 the
+   chain of thought is scored too (``cot``: stated pitch / volume / speed bins and quoted
+   transcript against the manifest, :mod:`c2ser.evaluation.cot_score`). Writes
+   ``metrics.json``, ``summary.md``, ``predictions.jsonl`` (the labels, for paired tests in
+   ``c2ser report``) and ``confusion_<all|zh|en>.png``;
+5. with ``stability.runs`` x ``stability.prompts`` > 1, decodes the set again with sampling
+   (``stability.decoding``, seeds ``stability.seed + i``, prompt paraphrases
+   ``0..prompts-1``) into ``stability/run_<i>.jsonl`` (paraphrase 0) and
+   ``stability/prompt_<p>/run_<i>.jsonl``, and adds
+   :func:`c2ser.evaluation.stability.stability_report` + ``stability.png``.
 
-``metrics.json`` also records what was evaluated (checkpoint, stage, the model's ``use_ssl`` /
-``use_whisper`` and, when the checkpoint is ``<train run>/model``, that run's task and data
+``metrics.json`` also records what was evaluated (checkpoint, stage, data ``split``, the model's
+``use_ssl`` / ``use_whisper`` and, when the checkpoint is ``<train run>/model``, that run's task and data
 stage), which ``c2ser report`` uses to name systems and ablations.
 """
 
@@ -30,7 +37,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,21 +45,25 @@ from typing import Any
 import numpy as np
 
 from c2ser.data.manifest import BadInputError, Utterance, read_manifest
-from c2ser.evaluation.metrics import EMOTIONS, classification_report, plot_confusion
+from c2ser.evaluation.bootstrap import N_RESAMPLES
+from c2ser.evaluation.cot_score import score_cot
+from c2ser.evaluation.metrics import EMOTIONS, plot_confusion
 from c2ser.evaluation.parse import judge_emotions, parse_emotion
-from c2ser.evaluation.stability import label_indices, plot_stability, stability_report
+from c2ser.evaluation.scoring import Parser, row_language, score_rows
+from c2ser.evaluation.stability import plot_stability, stability_report
 from c2ser.utils.io import atomic_write_text, write_json_atomic, write_jsonl_atomic
 
 KIND = "c2ser-evaluation"  # marks our metrics.json (train runs write a metrics.json too)
 SHOW_MISSING = 10
-Parser = Callable[[str, str | None], str | None]
+PREDICTIONS = "predictions.jsonl"  # per-utterance labels, read by `c2ser report` for paired tests
 
 
 @dataclass
 class EvalSet:
     """A labelled test set (the ``data`` group of ``conf/evaluate.yaml``).
 
-    ``split`` keeps only the manifest rows of that split (the demo corpus' ``test``);
+    ``split`` keeps only the manifest rows of that split (the demo corpus' ``test``); a split the
+    manifest does not have is an error, never a silent fallback to other rows;
     ``features`` is the folder of Emotion2Vec-S ``<id>.npy`` files for models that use them;
     ``demo_corpus`` (kwargs of :func:`c2ser.data.demo.build_demo_corpus`) synthesises a missing
     demo manifest, as the training data modules do.
@@ -72,12 +83,24 @@ class EvalSet:
 
             build_demo_corpus(path.parent, **self.demo_corpus)
         utts = read_manifest(path, audio_root=self.audio_root, labels=set(EMOTIONS))
-        if self.split is not None:
-            utts = [u for u in utts if u.split == self.split]
         if not utts:
-            where = f" in split {self.split!r}" if self.split is not None else ""
-            raise BadInputError(f"{path}: no utterances{where}")
-        return utts
+            raise BadInputError(f"{path}: no utterances")
+        if self.split is None:
+            return utts
+        kept = [u for u in utts if u.split == self.split]
+        if not kept:
+            splits = sorted({u.split for u in utts if u.split is not None})
+            has = f"its splits are {', '.join(splits)}" if splits else "it has no 'split' field"
+            raise BadInputError(
+                f"{path}: no utterances in split {self.split!r} ({has}); choose one with "
+                "data.split=<name>, or data.split=null to evaluate every row"
+            )
+        return kept
+
+    def references(self) -> list[Utterance] | None:
+        """The utterances when the manifest exists (nothing is synthesised), else ``None``: the
+        speakers, transcripts and style bins for scoring existing predictions."""
+        return self.utterances() if Path(self.manifest).is_file() else None
 
 
 def check_inputs(
@@ -139,53 +162,6 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def row_language(row: dict[str, Any]) -> str:
-    """``language`` field, else the Emo-Emilia ``ZH_``/``EN_`` id prefix, else ``unk``."""
-    if row.get("language"):
-        return str(row["language"]).lower()
-    head = str(row["index"]).split("_", 1)[0].lower()
-    return head if head in ("zh", "en") else "unk"
-
-
-def score_rows(
-    rows: Sequence[dict[str, Any]], parse: Parser = parse_emotion, labels: Sequence[str] = EMOTIONS
-) -> dict[str, Any]:
-    """Parse and score result rows (each: ``index``, reference ``emotion``, ``text``; a row
-    without text, e.g. failed inference, is wrong).
-
-    Returns ``overall`` and per-``languages`` classification reports, ``unparsed`` rows (with a
-    ``reason``) and ``predictions`` (id -> parsed emotion or ``None``).
-    """
-    langs, y_true, y_pred, unparsed, predictions = [], [], [], [], {}
-    for row in rows:
-        ref = row.get("emotion")
-        if ref not in labels:
-            raise BadInputError(f"{row['index']}: reference emotion {ref!r} not in {list(labels)}")
-        lang = row_language(row)
-        text = row.get("text")
-        pred = parse(text, lang) if text is not None else None
-        predictions[str(row["index"])] = pred
-        if pred is None:
-            reason = row.get("error") or ("no emotion in the answer" if text else "empty answer")
-            unparsed.append({"index": row["index"], "emotion": ref, "language": lang,
-                             "text": text, "reason": reason})  # fmt: skip
-        langs.append(lang)
-        y_true.append(labels.index(ref))
-        y_pred.append(label_indices([pred], labels)[0])
-    if not y_true:
-        raise BadInputError("no predictions to score")
-    langs_a, true_a, pred_a = np.asarray(langs), np.asarray(y_true), np.asarray(y_pred)
-    return {
-        "overall": classification_report(y_true, y_pred, labels),
-        "languages": {
-            lang: classification_report(true_a[langs_a == lang], pred_a[langs_a == lang], labels)
-            for lang in sorted(set(langs))
-        },
-        "unparsed": unparsed,
-        "predictions": predictions,
-    }
-
-
 def system_info(checkpoint: str | Path | None) -> dict[str, Any]:
     """What a checkpoint is: the model's input switches and, for ``<train run>/model``, how that
     run trained (task class, data stage, init_from) from its ``.hydra/config.yaml``."""
@@ -213,16 +189,23 @@ def system_info(checkpoint: str | Path | None) -> dict[str, Any]:
     return info
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}"
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2f}"
+
+
+def _with_ci(rep: dict[str, Any], key: str) -> str:
+    ci = (rep.get("ci") or {}).get(key)
+    return _pct(rep[key]) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
 
 
 def summary_markdown(metrics: dict[str, Any]) -> str:
-    """The per-language table (WA/UA/F1 in %) with counts, as printed and saved."""
+    """The per-language table (WA/UA/F1 in % with 95 % intervals, parse rate) with counts, the
+    chain-of-thought scores (Stage 1) and stability, as printed and saved."""
+    split = metrics.get("split")
     lines = [
         f"# Evaluation: {metrics['dataset']}, stage {metrics['stage']}",
         "",
-        f"- source: {metrics['source']}",
+        f"- source: {metrics['source']}" + (f"; split {split}" if split else ""),
         f"- utterances: {metrics['n']} scored; {metrics['n_unparsed']} unparsed, counted wrong "
         f"({metrics['n_failed']} of them failed in inference, see unparsed.jsonl); "
         f"{metrics['n_missing']} skipped for missing inputs",
@@ -230,30 +213,83 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
     if metrics.get("answer_tokens"):
         t = metrics["answer_tokens"]
         lines.append(f"- answer length: median {t['median']:g} tokens, mean {t['mean']:.1f}")
-    lines += ["", "| set | n | WA | UA | macro-F1 | unparsed |", "|---|---:|---:|---:|---:|---:|"]
+    if metrics.get("bootstrap"):
+        b = metrics["bootstrap"]
+        lines.append(
+            f"- [95% CI]: {b['resamples']} bootstrap resamples by {b['unit']}; {b['note']}"
+        )
+    lines += [
+        "",
+        "| set | n | WA | UA | macro-F1 | parse rate | unparsed |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, rep in [("all", metrics["overall"]), *metrics["languages"].items()]:
         lines.append(
-            f"| {name} | {rep['n']} | {_pct(rep['wa'])} | {_pct(rep['ua'])} | {_pct(rep['f1'])} "
-            f"| {rep['invalid']} |"
+            f"| {name} | {rep['n']} | {_with_ci(rep, 'wa')} | {_with_ci(rep, 'ua')} "
+            f"| {_with_ci(rep, 'f1')} | {_pct(rep.get('parse_rate'))} | {rep['invalid']} |"
         )
-    st = metrics.get("stability")
-    if st:
-        lines += [
-            "",
-            f"Stability over {st['runs']} sampled decodings ({st['decoding']}): "
-            f"UA {_pct(st['ua_mean'])} ± {_pct(st['ua_std'])}; all runs agree on "
-            f"{_pct(st['agreement'])}% of utterances (mean pairwise agreement "
-            f"{_pct(st['pairwise_agreement'])}%).",
-        ]
+    if metrics.get("cot"):
+        lines += _cot_lines(metrics["cot"])
+    if metrics.get("stability"):
+        lines += _stability_lines(metrics["stability"])
     return "\n".join(lines) + "\n"
 
 
-def write_report(out_dir: str | Path, metrics: dict[str, Any], unparsed: list[dict]) -> Path:
-    """metrics.json, summary.md, unparsed.jsonl and confusion PNGs into ``out_dir``."""
+def _cot_lines(cot: dict[str, Any]) -> list[str]:
+    keys = ("pitch_acc", "volume_acc", "speed_acc", "style_acc", "style_parse_rate",
+            "transcript_similarity")  # fmt: skip
+    lines = [
+        "",
+        "Chain of thought (stated style bins and quoted transcript vs the manifest, %):",
+        "",
+        "| set | n | pitch | volume | speed | style | style stated | transcript sim |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, c in [("all", cot), *cot["languages"].items()]:
+        lines.append(f"| {name} | {c['n']} | " + " | ".join(_pct(c[k]) for k in keys) + " |")
+    return lines
+
+
+def _stability_lines(st: dict[str, Any]) -> list[str]:
+    kappa = "—" if st.get("fleiss_kappa") is None else f"{st['fleiss_kappa']:.3f}"
+    lines = [
+        "",
+        f"Stability over {st['runs']} sampled decodings ({st['decoding']}): "
+        f"UA {_pct(st['ua_mean'])} ± {_pct(st['ua_std'])}; all runs agree on "
+        f"{_pct(st['agreement'])}% of utterances (flip rate {_pct(st.get('flip_rate'))}%, mean "
+        f"pairwise agreement {_pct(st['pairwise_agreement'])}%); Fleiss' kappa {kappa}; "
+        f"invalid answers {_pct(st.get('invalid_rate'))}%.",
+    ]
+    if st.get("by_prompt"):
+        lines += [
+            f"Across the {st['prompts']} prompts: std of their mean UA "
+            f"{_pct(st['ua_std_prompts'])}.",
+            "",
+            "| prompt | runs | UA mean | UA std | flip rate | Fleiss' kappa | invalid |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for b in st["by_prompt"]:
+            k = "—" if b["fleiss_kappa"] is None else f"{b['fleiss_kappa']:.3f}"
+            lines.append(
+                f"| {b['prompt']} | {b['runs']} | {_pct(b['ua_mean'])} | {_pct(b['ua_std'])} "
+                f"| {_pct(b['flip_rate'])} | {k} | {_pct(b['invalid_rate'])} |"
+            )
+    return lines
+
+
+def write_report(
+    out_dir: str | Path,
+    metrics: dict[str, Any],
+    unparsed: list[dict],
+    predictions: list[dict] | None = None,
+) -> Path:
+    """metrics.json, summary.md, unparsed.jsonl, predictions.jsonl and confusion PNGs."""
     out = Path(out_dir)
     write_json_atomic(out / "metrics.json", metrics)
     atomic_write_text(out / "summary.md", summary_markdown(metrics))
     write_jsonl_atomic(out / "unparsed.jsonl", unparsed)
+    if predictions is not None:
+        write_jsonl_atomic(out / PREDICTIONS, predictions)
     for name, rep in [("all", metrics["overall"]), *metrics["languages"].items()]:
         title = f"{metrics['dataset']} {name}: UA {_pct(rep['ua'])}%"
         plot_confusion(
@@ -273,16 +309,19 @@ def _token_stats(rows: Sequence[dict[str, Any]]) -> dict[str, float] | None:
     }
 
 
-def _infer(cfg: Any, utts: list[Utterance], out: Path, decoding: str, seed: int) -> list[dict]:
+def _infer(
+    cfg: Any, utts: list[Utterance], out: Path, decoding: str, seed: int, **options: Any
+) -> list[dict]:
     """Run (or resume) inference for ``utts`` into ``out``; rows in manifest order, with a
-    placeholder row (``text`` None, ``error``) for every utterance that failed."""
+    placeholder row (``text`` None, ``error``) for every utterance that failed. ``options``:
+    ``prompt``, ``temperature``, ``top_p`` of :func:`run_inference`."""
     from c2ser.inference.generate import run_inference
 
     overrides = {"llm_dtype": cfg.dtype} if cfg.get("dtype") else {}
     summary = run_inference(
         cfg.checkpoint, utts, out, stage=cfg.stage, features=cfg.data.get("features"),
         batch_size=cfg.batch_size, decoding=decoding, seed=seed, device=cfg.get("device"),
-        max_new_tokens=cfg.max_new_tokens, parse=parse_emotion, **overrides,
+        max_new_tokens=cfg.max_new_tokens, parse=parse_emotion, **options, **overrides,
     )  # fmt: skip
     errors = dict(item.split(": ", 1) for item in summary.failed.items)
     done = {str(r["index"]): r for r in read_results(out)} if out.exists() else {}
@@ -299,6 +338,10 @@ def _infer(cfg: Any, utts: list[Utterance], out: Path, decoding: str, seed: int)
     ]
 
 
+def _stability_decodings(cfg: Any) -> int:
+    return cfg.stability.runs * cfg.stability.get("prompts", 1)
+
+
 def run_evaluation(cfg: Any) -> dict[str, Any]:
     """The whole evaluation for a composed ``conf/evaluate.yaml`` (see module doc); writes into
     ``cfg.paths.output_dir`` and returns the metrics."""
@@ -308,12 +351,13 @@ def run_evaluation(cfg: Any) -> dict[str, Any]:
     dataset = instantiate(cfg.data)
     utts, n_missing = None, 0
     if cfg.get("predictions"):
-        if cfg.stability.runs > 1 and not cfg.stability.get("predictions"):
+        if _stability_decodings(cfg) > 1 and not cfg.stability.get("predictions"):
             raise BadInputError(
-                "stability.runs > 1 decodes again and needs checkpoint=...; to score existing "
-                "sampled outputs give stability.predictions=[run1.jsonl,run2.jsonl,...]"
+                "stability.runs/prompts > 1 decode again and need checkpoint=...; to score "
+                "existing sampled outputs give stability.predictions=[run1.jsonl,run2.jsonl,...]"
             )
         rows = read_results(cfg.predictions)
+        references = dataset.references() or []
         source = f"predictions {cfg.predictions}"
     else:
         if not cfg.get("checkpoint"):
@@ -325,12 +369,20 @@ def run_evaluation(cfg: Any) -> dict[str, Any]:
         if missing:
             print(f"skip_missing: skipped {n_missing} utterance(s) with missing inputs ({listing})")
         rows = _infer(cfg, utts, out / "results.jsonl", cfg.decoding, cfg.seed)
+        references = utts
         source = f"checkpoint {cfg.checkpoint} ({cfg.decoding} decoding)"
-    scored = score_rows(rows, _parser(cfg, [rows]))
+    by_id = {u.id: u for u in references}
+    speakers = {i: u.speaker for i, u in by_id.items() if u.speaker}
+    boot = cfg.get("bootstrap") or {}
+    scored = score_rows(
+        rows, _parser(cfg, [rows]), speakers=speakers,
+        n_resamples=boot.get("resamples", N_RESAMPLES), seed=boot.get("seed", 0),
+    )  # fmt: skip
     judge = (cfg.get("judge") or {}).get("model")
     metrics = {
         "kind": KIND,
         "dataset": dataset.name,
+        "split": dataset.split,
         "stage": cfg.stage,
         "source": source,
         "parser": f"llm judge {judge}" if judge else "rules (c2ser.evaluation.parse)",
@@ -342,42 +394,66 @@ def run_evaluation(cfg: Any) -> dict[str, Any]:
         "answer_tokens": _token_stats(rows),
         "overall": scored["overall"],
         "languages": scored["languages"],
+        "bootstrap": scored.get("bootstrap"),
     }
+    cot = score_cot(rows, by_id) if cfg.stage == 1 else None
+    if cot is not None:
+        metrics["cot"] = cot
     stability = _stability(cfg, rows, utts, out)
     if stability is not None:
         metrics["stability"] = stability
-    write_report(out, metrics, scored["unparsed"])
+    predictions = [
+        {"index": r["index"], "emotion": r["emotion"], "language": row_language(r),
+         "speaker": speakers.get(str(r["index"])) or r.get("speaker"),
+         "pred_emotion": scored["predictions"][str(r["index"])]}
+        for r in rows
+    ]  # fmt: skip
+    write_report(out, metrics, scored["unparsed"], predictions)
     return metrics
 
 
 def _stability(
     cfg: Any, rows: list[dict[str, Any]], utts: list[Utterance] | None, out: Path
 ) -> dict[str, Any] | None:
-    """Decode ``stability.runs`` more times (or read ``stability.predictions``) and measure the
-    spread of UA and the agreement over the utterances of the main evaluation."""
+    """Decode ``stability.runs`` seeds x ``stability.prompts`` paraphrases more times (or read
+    ``stability.predictions``) and measure the spread of UA and the agreement over the
+    utterances of the main evaluation."""
     st = cfg.stability
+    prompts = None
     if st.get("predictions"):
         runs_rows = [read_results(p) for p in st.predictions]
         decoding = f"{len(runs_rows)} given prediction files"
-    elif st.runs > 1 and utts is not None:
-        runs_rows = [
-            _infer(cfg, utts, out / "stability" / f"run_{i}.jsonl", st.decoding, st.seed + i)
-            for i in range(st.runs)
-        ]
-        decoding = f"{st.decoding} decoding, seeds {st.seed}..{st.seed + st.runs - 1}"
+    elif _stability_decodings(cfg) > 1 and utts is not None:
+        from c2ser.inference.generate import DECODING
+
+        sampling = {}
+        if DECODING[st.decoding]["do_sample"]:
+            sampling = {"temperature": st.get("temperature"), "top_p": st.get("top_p")}
+        n_prompts = st.get("prompts", 1)
+        runs_rows, prompts = [], []
+        for p in range(n_prompts):
+            folder = out / "stability" / (f"prompt_{p}" if p else "")
+            for i in range(st.runs):
+                path = folder / f"run_{i}.jsonl"
+                runs_rows.append(
+                    _infer(cfg, utts, path, st.decoding, st.seed + i, prompt=p, **sampling)
+                )
+                prompts.append(p)
+        prompts = prompts if n_prompts > 1 else None
+        knobs = "".join(f", {k} {v:g}" for k, v in sampling.items() if v is not None)
+        decoding = (
+            f"{st.decoding} decoding{knobs}, seeds {st.seed}..{st.seed + st.runs - 1}, "
+            f"prompt paraphrases 0..{n_prompts - 1}"
+        )
     else:
         return None
-    ids = [str(r["index"]) for r in rows]
     parse = _parser(cfg, runs_rows)
     runs = []
     for found in runs_rows:
         by_id = {str(r["index"]): r for r in found}
-        aligned = [
-            {**r, **by_id[i]} if i in by_id else {**r, "text": None} for i, r in zip(ids, rows)
-        ]
-        preds = score_rows(aligned, parse)["predictions"]
-        runs.append([preds[i] for i in ids])
-    report = stability_report(runs, [r["emotion"] for r in rows])
+        texts = [(by_id.get(str(r["index"])) or {}).get("text") for r in rows]
+        runs.append([parse(t, row_language(r)) if t else None for t, r in zip(texts, rows)])
+    report = stability_report(runs, [r["emotion"] for r in rows], prompts=prompts)
     plot_stability(report, out / "stability.png", title=f"{cfg.data.name}: {decoding}")
     return {**report, "decoding": decoding}
 

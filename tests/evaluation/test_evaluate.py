@@ -3,6 +3,7 @@ on existing predictions and on a tiny saved model."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -141,18 +142,85 @@ def test_end_to_end_on_existing_predictions(tmp_path):
         tmp_path,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "| en | 3 | 33.33 | 50.00 | 33.33 | 1 |" in r.stdout
+    assert "| en | 3 | 33.33 [0.00, 100.00] | 50.00 [" in r.stdout and "| 66.67 | 1 |" in r.stdout
     out = tmp_path / "logs/evaluate/runs/p"
     m = json.loads((out / "metrics.json").read_text())
     assert (m["kind"], m["dataset"], m["stage"], m["n"], m["n_unparsed"], m["n_failed"]) == (
         "c2ser-evaluation", "emo_emilia", 2, 5, 2, 1,
     )  # fmt: skip
     assert m["system"]["name"] == "mine" and m["answer_tokens"]["median"] == 9
-    assert m["stability"]["runs"] == 2 and m["stability"]["agreement"] == pytest.approx(4 / 5)
+    assert m["split"] is None and m["bootstrap"]["unit"] == "utterance"  # no manifest to read
+    assert m["overall"]["parse_rate"] == pytest.approx(3 / 5)
+    assert m["languages"]["zh"]["parse_rate"] == 0.5
+    for rep in (m["overall"], *m["languages"].values()):
+        assert set(rep["ci"]) == {"wa", "ua", "f1"}
+        assert all(lo <= rep[k] <= hi for k, (lo, hi) in rep["ci"].items())
+    st = m["stability"]
+    assert st["runs"] == 2 and st["agreement"] == pytest.approx(4 / 5)
+    assert st["flip_rate"] == pytest.approx(1 / 5) and st["invalid_rate"] == pytest.approx(2 / 5)
+    assert "cot" not in m  # stage 2
     assert len((out / "unparsed.jsonl").read_text().splitlines()) == 2
+    preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [(p["index"], p["language"], p["pred_emotion"]) for p in preds[:2]] == [
+        ("EN_1", "en", "happy"), ("EN_2", "en", "angry"),
+    ]  # fmt: skip
     for name in ("confusion_all", "confusion_en", "confusion_zh", "stability"):
         assert (out / f"{name}.png").read_bytes()[:8] == PNG
     assert "| all | 5 |" in (out / "summary.md").read_text()
+
+
+def _manifest(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+def test_an_absent_split_is_refused(tmp_path):
+    rows = [{"index": f"u{i}", "wav": "x.wav", "emotion": "sad", "split": s}
+            for i, s in enumerate(["train", "val", "train"])]  # fmt: skip
+    manifest = _manifest(tmp_path / "m.jsonl", rows)
+    with pytest.raises(BadInputError, match=r"no utterances in split 'test' \(its splits are "
+                       r"train, val\); choose one with data\.split="):  # fmt: skip
+        EvalSet(manifest=str(manifest), split="test").utterances()
+    assert len(EvalSet(manifest=str(manifest), split="val").utterances()) == 1
+    no_split = _manifest(tmp_path / "n.jsonl", [{k: v for k, v in r.items() if k != "split"}
+                                                for r in rows])  # fmt: skip
+    with pytest.raises(BadInputError, match="it has no 'split' field"):
+        EvalSet(manifest=str(no_split), split="test").utterances()
+    assert len(EvalSet(manifest=str(no_split)).utterances()) == 3
+
+
+STYLE_ANSWER = {"en": "A low pitch and a fast pace", "zh": "语调低沉，语速较快"}
+TRANSCRIPT = {"en": "Good morning.", "zh": "早上好"}
+
+
+def test_stage1_predictions_with_a_manifest(tmp_path):
+    """Existing Stage 1 answers scored against a manifest with speakers and style bins: the
+    intervals resample speakers and the chain of thought is scored."""
+    refs, answers = [], []
+    for lang, (i, emotion) in itertools.product(("en", "zh"), enumerate(EMOTIONS)):
+        idx, text = f"{lang.upper()}_{i}", TRANSCRIPT[lang]
+        bins = {"pitch": "low", "volume": "medium", "speed": "high" if i else "low"}
+        refs.append({"index": idx, "wav": f"{idx}.wav", "emotion": emotion, "language": lang,
+                     "speaker": f"{lang}_S1", "split": "test", "text": text, **bins})  # fmt: skip
+        answer = f"{STYLE_ANSWER[lang]}: “{text}” The emotion is {emotion}."
+        answers.append({"index": idx, "emotion": emotion, "language": lang, "text": answer})
+    manifest = _manifest(tmp_path / "m.jsonl", refs)
+    preds = _manifest(tmp_path / "r.jsonl", answers)
+    out = tmp_path / "run"
+    cfg = compose_eval(["data=demo_test", f"data.manifest={manifest}", f"predictions={preds}",
+                        "stage=1", f"paths.output_dir={out}", "bootstrap.resamples=200"])  # fmt: skip
+    m = run_evaluation(cfg)
+    assert m["split"] == "test" and m["bootstrap"]["unit"] == "speaker"
+    assert m["bootstrap"]["resamples"] == 200 and m["overall"]["ua"] == 1.0
+    cot = m["cot"]
+    assert (cot["n"], cot["pitch_acc"], cot["volume_acc"]) == (14, 1.0, 0.0)  # volume not stated
+    assert cot["speed_acc"] == pytest.approx(12 / 14)  # utterance 0 of each language is slow
+    assert cot["style_parse_rate"] == pytest.approx(2 / 3)
+    assert cot["transcript_similarity"] == 1.0 and cot["languages"]["zh"]["n"] == 7
+    summary = (out / "summary.md").read_text()
+    assert "Chain of thought" in summary and "| zh | 7 | 100.00 | 0.00 | 85.71 |" in summary
+    speakers = {json.loads(x)["speaker"] for x in (out / "predictions.jsonl").open()}
+    assert speakers == {"en_S1", "zh_S1"}
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +232,8 @@ def tiny_model_dir(tmp_path_factory):
 
 def test_end_to_end_tiny_model(tmp_path, wav_file, tiny_model_dir):
     """Inference through run_inference on a tiny model, with a missing file skipped, then the
-    stability machinery over 2 re-decodings (greedy here, so they must agree: the official beam
-    sampling costs seconds per utterance on CPU); a rerun resumes from results.jsonl."""
+    stability machinery over 2 seeds x 2 prompt paraphrases (greedy here, so the seeds must
+    agree; sampling is tested in tests/inference); a rerun resumes from results.jsonl."""
     feats = tmp_path / "feats"
     feats.mkdir()
     rows = []
@@ -181,19 +249,28 @@ def test_end_to_end_tiny_model(tmp_path, wav_file, tiny_model_dir):
         "data=demo_test", f"data.manifest={manifest}", f"data.features={feats}",
         f"checkpoint={tiny_model_dir}", f"paths.output_dir={tmp_path / 'run'}",
         "skip_missing=true", "max_new_tokens=6", "batch_size=2", "device=cpu",
-        "stability.runs=2", "stability.decoding=greedy",
+        "stability.runs=2", "stability.prompts=2", "stability.decoding=greedy",
     ]  # fmt: skip
     m = run_evaluation(compose_eval(overrides))
     out = tmp_path / "run"
-    assert (m["n"], m["n_missing"]) == (5, 1)
+    assert (m["n"], m["n_missing"], m["split"]) == (5, 1, "test")
     assert set(m["languages"]) == {"en", "zh"}
     assert m["system"]["use_ssl"] is True and m["answer_tokens"]["max"] <= 6
+    assert m["bootstrap"]["unit"] == "utterance"  # the manifest names no speakers
     assert len((out / "results.jsonl").read_text().splitlines()) == 5
-    assert m["stability"]["runs"] == 2 and m["stability"]["agreement"] == 1.0  # greedy
-    assert all((out / "stability" / f"run_{i}.jsonl").is_file() for i in range(2))
+    st = m["stability"]
+    assert (st["runs"], st["prompts"]) == (4, 2)
+    assert [(b["prompt"], b["runs"], b["flip_rate"]) for b in st["by_prompt"]] == [
+        (0, 2, 0.0),
+        (1, 2, 0.0),
+    ]  # fmt: skip  (greedy: seeds agree within a prompt)
+    assert "prompt paraphrases 0..1" in st["decoding"]
+    texts = lambda p: {r["index"]: r["text"] for r in map(json.loads, p.open())}  # noqa: E731
+    assert texts(out / "stability" / "run_0.jsonl") == texts(out / "results.jsonl")
+    assert texts(out / "stability" / "prompt_1" / "run_1.jsonl") != texts(out / "results.jsonl")
     assert (out / "stability.png").read_bytes()[:8] == PNG
     before = (out / "results.jsonl").read_text()
-    again = run_evaluation(compose_eval([*overrides, "stability.runs=1"]))
+    again = run_evaluation(compose_eval([*overrides, "stability.runs=1", "stability.prompts=1"]))
     assert (out / "results.jsonl").read_text() == before  # resumed: nothing regenerated
     assert again["overall"] == m["overall"] and "stability" not in again
 
