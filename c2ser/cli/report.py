@@ -2,9 +2,11 @@
 
 Reads each run's metrics.json and .hydra/config.yaml, names the system (Stage 1 explicit / Stage 2
 implicit) and its ablation (w/o Emotion2Vec-S, w/o Whisper, w/o CoT) from the evaluated model,
-and writes, per dataset, the main table (UA / macro-F1, WA, per language, stability) and the
-Stage 2 ablation table, with the paper's reported numbers beside ours (--paper; values not
-checked against the PDF are marked with a dagger). Markdown to --out, CSV beside it (.csv).
+and writes, per dataset, the main table (UA with its 95% bootstrap interval, macro-F1, WA, per
+language, stability, Stage 1 chain-of-thought scores and, for two or more runs, a paired
+bootstrap test of UA against the first full system) and the Stage 2 ablation table, with the
+paper's reported numbers beside ours (--paper; values not checked against the PDF are marked
+with a dagger). Markdown to --out, CSV beside it (.csv).
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ Tables, one set per dataset (the evaluate ``data.name``):
 
 - **main**: UA / macro-F1 (and WA, per-language UA/F1, stability when measured) per run, with
   the paper's UA / F1 for the same system; paper-only systems (e.g. Qwen2-Audio) follow with
-  their reported numbers;
+  their reported numbers. When measured: the 95 % bootstrap interval of UA, the chain-of-thought
+  scores of Stage 1 runs (style accuracy, transcript similarity) and, with two or more runs that
+  wrote ``predictions.jsonl``, a paired bootstrap test of each run's UA against the first full
+  system's on the utterances both scored: "Δ UA vs <run> (p)";
 - **ablation**: Stage 2 runs, UA and the change from our full system (the first full Stage 2
   run by name), beside the paper's; ablations only the paper has follow.
 
@@ -33,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from c2ser.data.manifest import BadInputError
-from c2ser.evaluation.evaluate import KIND
+from c2ser.evaluation.evaluate import KIND, PREDICTIONS, read_results
+from c2ser.evaluation.scoring import compare_predictions
 
 STAGE_NAMES = {1: "C2SER Explicit (Stage 1)", 2: "C2SER Implicit (Stage 2)"}
 FULL = "full"
@@ -41,8 +45,9 @@ NO_SSL, NO_WHISPER, NO_COT = "w/o Emotion2Vec-S", "w/o Whisper", "w/o CoT"
 DAGGER = "†"
 CSV_FIELDS = (
     "table", "dataset", "system", "run", "run_dir", "stage", "wa", "ua", "f1",
-    "ua_zh", "f1_zh", "ua_en", "f1_en", "ua_std", "agreement",
-    "ua_drop", "paper_ua", "paper_f1", "paper_ua_drop", "paper_verified",
+    "ua_ci_lo", "ua_ci_hi", "parse_rate", "ua_zh", "f1_zh", "ua_en", "f1_en", "ua_std",
+    "agreement", "style_acc", "transcript_similarity", "ref_run", "delta_ua_ref",
+    "p_ref", "ua_drop", "paper_ua", "paper_f1", "paper_ua_drop", "paper_verified",
 )  # fmt: skip
 
 
@@ -60,6 +65,12 @@ class RunResult:
     @property
     def run(self) -> str:
         return self.run_dir.name
+
+    @property
+    def predictions(self) -> list[dict[str, Any]] | None:
+        """The run's per-utterance labels (``predictions.jsonl``), if it wrote them."""
+        path = self.run_dir / PREDICTIONS
+        return read_results(path) if path.is_file() else None
 
 
 def ablation_of(stage: int, info: dict[str, Any]) -> str:
@@ -142,12 +153,41 @@ def _paper(row: dict | None, key: str) -> str:
 def _scores(run: RunResult, langs: list[str]) -> dict[str, float | None]:
     m = run.metrics
     out = {k: m["overall"][k] for k in ("wa", "ua", "f1")}
+    out["ua_ci_lo"], out["ua_ci_hi"] = (m["overall"].get("ci") or {}).get("ua") or (None, None)
+    out["parse_rate"] = m["overall"].get("parse_rate")
     for lang in langs:
         rep = m["languages"].get(lang) or {}
         out[f"ua_{lang}"], out[f"f1_{lang}"] = rep.get("ua"), rep.get("f1")
     st = m.get("stability") or {}
     out["ua_std"], out["agreement"] = st.get("ua_std"), st.get("agreement")
+    cot = m.get("cot") or {}
+    out["style_acc"], out["transcript_similarity"] = (
+        cot.get("style_acc"),
+        cot.get("transcript_similarity"),
+    )
     return out
+
+
+def _ci(s: dict[str, float | None]) -> str:
+    if s["ua_ci_lo"] is None:
+        return "—"
+    return f"[{_pct(s['ua_ci_lo'])}, {_pct(s['ua_ci_hi'])}]"
+
+
+def _paired(ref: RunResult, run: RunResult) -> dict[str, Any] | None:
+    """Paired bootstrap of ``run``'s UA against ``ref``'s (None: nothing in common)."""
+    ref_rows, rows = ref.predictions, run.predictions
+    if ref_rows is None or rows is None:
+        return None
+    return compare_predictions(ref_rows, rows, metric="ua")
+
+
+def _paired_cell(test: dict[str, Any] | None, is_ref: bool) -> str:
+    if is_ref:
+        return "(ref)"
+    if test is None:
+        return "—"
+    return f"{100 * test['delta']:+.2f} (p={test['p_value']:.3f})"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -185,20 +225,35 @@ def _main_table(
     source, reported = _paper_rows(paper, "main", dataset)
     by_system = {row["system"]: row for row in reported}
     stability = any(r.metrics.get("stability") for r in ours)
-    header = ["System", "Run", "UA", "F1", "WA"]
+    ci = any(r.metrics["overall"].get("ci") for r in ours)
+    cot = any(r.metrics.get("cot") for r in ours)
+    with_preds = [r for r in ours if (r.run_dir / PREDICTIONS).is_file()]
+    ref = next((r for r in with_preds if r.ablation == FULL), None)
+    paired = ref is not None and len(with_preds) > 1
+    header = ["System", "Run", "UA"] + ["UA 95% CI"] * ci + ["F1", "WA"]
     header += [f"{m} {lang}" for lang in langs for m in ("UA", "F1")]
     header += ["UA std", "agree"] * stability
+    header += ["Style acc", "Transcript sim"] * cot
+    if paired:
+        header.append(f"Δ UA vs {ref.run} (p)")
     header += ["Paper UA", "Paper F1"] * bool(reported)
     rows = []
     for run in ours:
         s = _scores(run, langs)
         p = by_system.get(run.system)
-        row = [run.system, run.run, _pct(s["ua"]), _pct(s["f1"]), _pct(s["wa"])]
+        row = [run.system, run.run, _pct(s["ua"])] + [_ci(s)] * ci + [_pct(s["f1"]), _pct(s["wa"])]
         row += [_pct(s[f"{m}_{lang}"]) for lang in langs for m in ("ua", "f1")]
         row += [_pct(s["ua_std"]), _pct(s["agreement"])] * stability
+        row += [_pct(s["style_acc"]), _pct(s["transcript_similarity"])] * cot
+        test = _paired(ref, run) if paired and run is not ref else None
+        row += [_paired_cell(test, run is ref)] * paired
         row += [_paper(p, "ua"), _paper(p, "f1")] * bool(reported)
         rows.append(row)
-        csv_rows.append(_csv_row("main", run, s, p))
+        extra = {}
+        if test is not None:
+            extra = {"ref_run": ref.run, "delta_ua_ref": _num(test["delta"]),
+                     "p_ref": f"{test['p_value']:.4f}"}  # fmt: skip
+        csv_rows.append({**_csv_row("main", run, s, p), **extra})
     for p in reported:
         if p["system"] not in {r.system for r in ours}:
             blank = ["—"] * (len(header) - 4)

@@ -125,3 +125,46 @@ def test_cli(runs, tmp_path, capsys):
     assert "not an evaluate.py metrics file" in capsys.readouterr().err
     assert cli(["report", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert "no metrics.json" in capsys.readouterr().err
+
+
+def _with_predictions(run: Path, correct: int, ci: list[float], cot: dict | None = None) -> Path:
+    """Add what evaluate.py now writes: UA intervals, CoT scores and predictions.jsonl (7x2
+    utterances, 2 speakers, the first ``correct`` per language right)."""
+    import json
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["overall"]["ci"] = {"wa": ci, "ua": ci, "f1": ci}
+    if cot:
+        metrics["cot"] = cot
+    write_json_atomic(run / "metrics.json", metrics)
+    rows = [
+        {"index": f"{lang}_{i}", "emotion": e, "language": lang, "speaker": f"{lang}_S",
+         "pred_emotion": e if i < correct else EMOTIONS[(i + 1) % 7]}
+        for lang in ("en", "zh") for i, e in enumerate(EMOTIONS)
+    ]  # fmt: skip
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def test_intervals_cot_and_paired_test_columns(tmp_path):
+    full = _with_predictions(fake_run(tmp_path, "full", 2), 2, [0.1, 0.5])
+    better = _with_predictions(
+        fake_run(tmp_path, "better", 7, system={"use_ssl": False}), 7, [0.9, 1.0]
+    )
+    s1 = _with_predictions(
+        fake_run(tmp_path, "s1", 2, stage=1), 2, [0.1, 0.5],
+        cot={"style_acc": 0.5, "transcript_similarity": 0.875},
+    )  # fmt: skip
+    md = write_tables([full, better, s1], tmp_path / "t.md")["markdown"]
+    head = "| System | Run | UA | UA 95% CI | F1 | WA | UA en | F1 en | UA zh | F1 zh |"
+    assert head + " Style acc | Transcript sim | Δ UA vs full (p) |" in md
+    assert "| C2SER Implicit (Stage 2) | full | 28.57 | [10.00, 50.00] |" in md
+    assert "| — | — | (ref) |" in md  # the reference itself: no CoT, no test
+    # w/o Emotion2Vec-S is right on all 14, the reference on 4: +71.43 UA, with 2 speakers
+    line = next(x for x in md.splitlines() if x.startswith("| C2SER Implicit (Stage 2) w/o"))
+    assert "| [90.00, 100.00] |" in line and "| +71.43 (p=" in line
+    assert "| 50.00 | 87.50 | +0.00 (p=1.000) |" in md  # Stage 1: same predictions as ref
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    b = next(r for r in rows if r["table"] == "main" and r["run"] == "better")
+    assert (b["ua_ci_lo"], b["ref_run"], b["delta_ua_ref"]) == ("90.00", "full", "71.43")
+    assert 0 < float(b["p_ref"]) < 0.05
