@@ -16,14 +16,15 @@ Decoding presets (``DECODING``):
   those 4 x 2 candidates, i.e. all of them, then sorts them by score. (At the first two steps
   only 2 and 4 candidates have non-zero probability, as the other beams start at -1e9; the
   remaining draws are zero-probability picks that sort last.) So it is a deterministic beam
-  search restricted to each beam's 2 best tokens, unlike ``beam`` and ``greedy``. Measured on a
-  tiny random C2SER (``tests/models/conftest.py``, 3 utterances, 20 new tokens) and on a tiny
-  random Qwen2, under transformers 5.24 and 4.44.2 (the release's): 20 seeds gave one output per
-  utterance, equal to a ``do_sample=False`` 4-beam search with a keep-2-best logits processor.
-  A seed can only matter where a candidate's probability underflows to 0 (a score gap of about
-  100 nats to the best candidate) and it competes with other zero-probability picks. Variation
-  between runs of the release came from its dropout being left on (no ``.eval()``), which we
-  never do.
+  search restricted to each beam's 2 best tokens, unlike ``beam`` and ``greedy``. Measured:
+  on a tiny random C2SER (``tests/models/conftest.py``, 3 utterances, 20 new tokens, transformers
+  5.24) 20 seeds gave one output per utterance, equal to a ``do_sample=False`` 4-beam search with
+  a keep-the-2-best logits processor; on a tiny random Qwen2 the same 20 seeds gave one output
+  per input under both transformers 5.24 and 4.44.2 (the release's version). A seed can only
+  matter where a candidate's probability underflows to 0 (a score gap of about 100 nats to the
+  best candidate) and it competes with the other zero-probability picks. The variation seen
+  between runs of the release most likely came from its dropout being left on (no ``.eval()``),
+  which we never do.
 * ``sample`` is plain ancestral sampling (1 beam, ``temperature`` 1.0, nucleus ``top_p`` 0.9, no
   top-k, repetition penalty 1.05): the decoding that really varies with the seed, used by the
   stability evaluation. ``temperature`` / ``top_p`` arguments override the preset's.
