@@ -19,8 +19,11 @@ resolved model config. At the end of ``fit`` the model is exported with ``save_p
 ``export_dir`` (default ``<run>/model``), the directory ``c2ser infer --checkpoint`` and Stage 2's
 ``init_from`` read. :func:`export_checkpoint` exports any ``.ckpt`` the same way.
 
-Validation reports the teacher-forced loss and, for the first ``val_generate`` utterances, greedy
-answers parsed for an emotion: ``val/parse_rate``, ``val/acc`` and ``val/answer_tokens``.
+Validation reports the teacher-forced loss and, for the first ``val_generate`` utterances of each
+rank, greedy answers parsed for an emotion: ``val/parse_rate``, ``val/acc`` and
+``val/answer_tokens``, over the answers of every rank, each utterance once. The last validation's
+answers stay in ``samples`` (id, emotion, pred, text, tokens), which ``logger=wandb`` logs as a
+table (:class:`~c2ser.utils.wandb_callbacks.WandbMedia`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
+
+from c2ser.tasks.strategies import gather_unique
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +89,7 @@ class CotSFTTask(pl.LightningModule):
         self.model = model
         self.strict_loading = False  # checkpoints omit the frozen base LLM (checked on load)
         self._answers: list[dict[str, Any]] = []
+        self.samples: list[dict[str, Any]] = []
         if init_from:
             load_weights(model, init_from)
 
@@ -145,7 +151,10 @@ class CotSFTTask(pl.LightningModule):
         return rows
 
     def on_validation_epoch_end(self) -> None:
-        rows, self._answers = self._answers, []
+        if not self.hparams.val_generate:
+            return
+        rows = gather_unique(self._answers, "id", self.trainer.world_size)  # every rank, once each
+        self._answers, self.samples = [], rows  # samples: the last validation's, for WandbMedia
         if not rows:
             return
         n = len(rows)
@@ -153,8 +162,7 @@ class CotSFTTask(pl.LightningModule):
         acc = sum(r["pred"] == r["emotion"] for r in rows) / n
         tokens = sorted(r["tokens"] for r in rows)[n // 2]
         self.log_dict(
-            {"val/parse_rate": parsed, "val/acc": acc, "val/answer_tokens": float(tokens)},
-            sync_dist=True,
+            {"val/parse_rate": parsed, "val/acc": acc, "val/answer_tokens": float(tokens)}
         )
         for r in rows[:2]:
             log.info("val %s [%s -> %s]: %s", r["id"], r["emotion"], r["pred"], r["text"][:200])

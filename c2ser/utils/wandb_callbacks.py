@@ -6,7 +6,8 @@ the tasks stay logger-agnostic:
 * at test end, the files a task writes into the run directory: ``test_confusion.png`` as an
   image, and ``test_report.json``'s confusion matrix and per-class recall as tables;
 * after each validation, the task's ``samples`` attribute if it has one: decoded generations,
-  a list of flat dicts (e.g. id, reference emotion, predicted emotion, text), as a table.
+  a list of flat dicts, as a table. The C2SER tasks (Stage 1 and 2) keep their last validation's
+  greedy answers there (id, reference emotion, parsed prediction, text, tokens).
 
 Without a ``WandbLogger`` among the trainer's loggers it does nothing.
 """

@@ -62,6 +62,33 @@ def test_generation_samples_become_a_table():
     WandbMedia().on_validation_end(trainer, SimpleNamespace(samples=samples))
 
 
+def test_stage1_validation_answers_become_a_wandb_table(tmp_path, wav_file):
+    """The real Stage 1 task feeds WandbMedia: its last validation's greedy answers are logged
+    as the ``val/samples`` table of an offline wandb run."""
+    import json
+
+    import pytorch_lightning as pl
+
+    from c2ser.tasks.cot_sft import CotSFTTask
+    from tests.tasks.test_cot_sft import datamodule, make_corpus, tiny_model
+
+    dm = datamodule(make_corpus(tmp_path, wav_file, n=5))  # u4 validates
+    task = CotSFTTask(tiny_model(), lr=1e-2, val_generate=2, max_new_tokens=3)
+    logger = WandbLogger(save_dir=str(tmp_path), offline=True, project="c2ser-test")
+    trainer = pl.Trainer(
+        max_steps=1, accelerator="cpu", logger=logger, callbacks=[WandbMedia()],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=str(tmp_path), num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(task, datamodule=dm)
+    logger.experiment.finish()
+    assert [r["id"] for r in task.samples] == ["u4"]
+    (table,) = tmp_path.glob("wandb/offline-run-*/files/media/table/val/samples_*.table.json")
+    logged = json.loads(table.read_text())
+    assert logged["columns"] == ["id", "emotion", "pred", "text", "tokens"]
+    assert logged["data"] == [[r[c] for c in logged["columns"]] for r in task.samples]
+
+
 def sample_value(spec: dict):
     return spec["values"][0] if "values" in spec else spec.get("min", spec.get("value"))
 
