@@ -37,7 +37,9 @@ class DynamicBucketSampler(Sampler[list[int]]):
     ``window`` consecutive (shuffled) items are sorted by length before cutting batches; the
     batches themselves are shuffled again. ``epoch`` seeds the shuffle (call :meth:`set_epoch`), so
     a resumed run sees the same order. With ``num_replicas > 1`` each rank takes every
-    ``num_replicas``-th batch (the batch list is padded by repetition to a multiple of the ranks).
+    ``num_replicas``-th batch (the batch list is padded by repetition to a multiple of the ranks,
+    so that every rank runs as many steps; the evaluating tasks score a repeated utterance once,
+    see :func:`c2ser.tasks.strategies.gather_unique`).
     """
 
     def __init__(
