@@ -23,10 +23,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create/reuse the virtualenv in .venv and install c2ser with dev tools
 
-demo: install ## build the demo corpus and train + test the baseline SER model on it
-	$(BIN)/c2ser demo-corpus --out data/demo
-	$(BIN)/python train.py experiment=demo run_name=demo
-	@echo "outputs: logs/demo/runs/demo (metrics.json, test_confusion.png, checkpoints/)"
+demo: install ## the main job end to end on the demo corpus: Emotion2Vec-S, C2SER Stage 1 + 2, evaluation, summary (reruns resume)
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 test: install ## lint + format check + the test suite (what CI runs)
 	$(BIN)/ruff check .

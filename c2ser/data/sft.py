@@ -46,7 +46,7 @@ from c2ser.data.mel import log_mel
 from c2ser.models.prompts import prompt_for
 
 EOD_ID = 151643
-SSL_ROWS = 10  # Emotion2Vec-S utterance rows per utterance (official utt_x: the first 10 frames)
+SSL_ROWS = 10  # official Emotion2Vec-S utterance rows (utt_x: the first 10 frames)
 FRAMES_PER_TOKEN = 8  # 100 Hz mel -> 12.5 Hz speech tokens after the encoder and downsampler
 _PAIRS = ("", "explicit_")  # prefixes of the (prompt_ids, target_ids) pairs a sample can carry
 _IDS = tuple(f"{p}{k}" for p in _PAIRS for k in ("prompt_ids", "target_ids"))
@@ -68,6 +68,9 @@ class SFTDataModule(pl.LightningDataModule):
             batch has ``ssl=None``, for models built with ``use_ssl=False``). An extractor runs
             per sample in the DataLoader workers, frozen and in eval mode.
         ssl_dim: feature width (768 for Emotion2Vec-S; must equal ``model.ssl_dim``).
+        ssl_rows: feature rows per utterance (must equal ``model.ssl_tokens``): 10 for the
+            official layout and ``extra_tokens``, 1 for ``mean`` features. Files with more
+            rows (frame-level files) are cut to the first ``ssl_rows``, as the release does.
         max_utt_frames / max_target_tokens / max_seq_tokens: the official filters.
         max_frames / max_tokens: dynamic batch budget, padded frames and padded LLM tokens
             (official: 3900 and 1900); ``max_batch_size`` caps the count.
@@ -86,6 +89,7 @@ class SFTDataModule(pl.LightningDataModule):
         ssl_dir: str | None = None,
         ssl_extractor: Any = None,
         ssl_dim: int = 768,
+        ssl_rows: int = SSL_ROWS,
         lowercase_english: bool = False,
         max_utt_frames: int = 2900,
         max_target_tokens: int = 200,
@@ -108,7 +112,7 @@ class SFTDataModule(pl.LightningDataModule):
         self.manifest, self.stage, self.keep_explicit = Path(manifest), stage, keep_explicit
         self._tokenizer, self.audio_root = tokenizer, audio_root
         self.ssl_dir = Path(ssl_dir) if ssl_dir else None
-        self.ssl_extractor, self.ssl_dim = ssl_extractor, ssl_dim
+        self.ssl_extractor, self.ssl_dim, self.ssl_rows = ssl_extractor, ssl_dim, ssl_rows
         self.lowercase_english = lowercase_english
         self.max_utt_frames = max_utt_frames
         self.max_target_tokens = max_target_tokens
@@ -201,6 +205,14 @@ class SFTDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
+        if self.ssl_dir is not None and not self.ssl_dir.is_dir():
+            raise BadInputError(
+                f"data.ssl_dir={self.ssl_dir} does not exist. Extract Emotion2Vec-S utterance "
+                "features into it first (`make demo` does this for the demo corpus; otherwise "
+                "`c2ser extract --level utterance --checkpoint E2VS --out DIR`, then "
+                "data.ssl_dir=DIR with model.ssl_dim / model.ssl_tokens matching the files), "
+                "or train without them: model.use_ssl=false"
+            )
         report = self.report
         for utt in read_manifest(self.manifest, self.audio_root, self.skip_bad, report=report):
             try:
@@ -231,12 +243,14 @@ class SFTDataModule(pl.LightningDataModule):
             feats = torch.as_tensor(np.asarray(self.ssl_extractor(wav)), dtype=torch.float32)
         else:
             return None
-        if feats.ndim != 2 or feats.shape[0] < SSL_ROWS or feats.shape[1] != self.ssl_dim:
+        rows = self.ssl_rows
+        if feats.ndim != 2 or feats.shape[0] < rows or feats.shape[1] != self.ssl_dim:
             raise BadInputError(
-                f"{row['id']}: Emotion2Vec-S features have shape {tuple(feats.shape)}, "
-                f"expected ({SSL_ROWS}, {self.ssl_dim}) (extract with --level utterance)"
+                f"{row['id']}: Emotion2Vec-S features have shape {tuple(feats.shape)}, expected "
+                f"({rows}, {self.ssl_dim}) (set data.ssl_dir, model.ssl_dim and model.ssl_tokens "
+                "to match `c2ser extract --level utterance` output)"
             )
-        return feats[:SSL_ROWS]  # official utt_x = the first 10 frames, so frame files work
+        return feats[:rows]  # official utt_x = the first 10 frames, so frame files work
 
     def decode(self, row: dict[str, Any]) -> dict[str, Any]:
         """One sample; a file that became unreadable since setup yields ``error`` (or raises)."""

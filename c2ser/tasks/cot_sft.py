@@ -8,7 +8,11 @@ this task optimises every parameter that requires grad with the official recipe:
 
 * AdamW lr 5e-5, betas (0.9, 0.99), eps 1e-6, weight decay 0.01;
 * ``scheduler: warmup_lr``: the official wenet WarmupLR, lr * min(s / w, sqrt(w / s)) over
-  optimiser steps s (w = 8000), or ``linear``: linear warmup to lr, then constant;
+  optimiser steps s (w = 8000); ``linear``: linear warmup to lr, then constant; or
+  ``linear_decay``: linear warmup, then linear decay to 0 at the run's last optimiser step (the
+  demo recipes: a constant 3e-3 made the tiny demo model's loss climb back after ~200 steps);
+* ``group_lr`` gives some parameter groups of the model (``C2SER.param_groups``: encoder,
+  connector, llm, ...) their own learning rate; the others use ``lr``;
 * clipping, accumulation and precision (bf16-mixed on GPU) come from the trainer config;
   activation checkpointing of the encoder and the LLM is ``model.gradient_checkpointing=true``.
 
@@ -53,7 +57,12 @@ def linear_warmup(step: int, warmup: int) -> float:
     return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
 
 
-SCHEDULERS = {"warmup_lr": warmup_lr, "linear": linear_warmup}
+def linear_decay(step: int, warmup: int, total: int) -> float:
+    """Linear warmup over ``warmup`` steps, then linear decay to 0 at step ``total``."""
+    return min(linear_warmup(step, warmup), max(0.0, (total - step) / max(1, total - warmup)))
+
+
+SCHEDULERS = {"warmup_lr": warmup_lr, "linear": linear_warmup, "linear_decay": linear_decay}
 
 
 class CotSFTTask(pl.LightningModule):
@@ -81,6 +90,7 @@ class CotSFTTask(pl.LightningModule):
         export_dir: str | None = None,
         val_generate: int = 8,
         max_new_tokens: int = 200,
+        group_lr: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if scheduler not in SCHEDULERS:
@@ -174,11 +184,39 @@ class CotSFTTask(pl.LightningModule):
         if not params:
             raise ValueError("nothing to train: every model parameter is frozen (model.trainable)")
         opt = torch.optim.AdamW(
-            params, lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, weight_decay=hp.weight_decay
-        )
-        factor = SCHEDULERS[hp.scheduler]
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: factor(s, hp.warmup_steps))
+            self._param_groups(params), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps,
+            weight_decay=hp.weight_decay,
+        )  # fmt: skip
+        factor, warmup = SCHEDULERS[hp.scheduler], hp.warmup_steps
+        if hp.scheduler == "linear_decay":
+            total = self.trainer.estimated_stepping_batches
+            if total == float("inf"):
+                raise ValueError("scheduler=linear_decay needs trainer.max_steps or max_epochs")
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: factor(s, warmup, total))
+        else:
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: factor(s, warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _param_groups(self, params: list[nn.Parameter]) -> list[dict[str, Any]]:
+        """Optimiser groups: one per ``group_lr`` entry (trainable parameters of that model
+        group), then the rest at ``lr``."""
+        group_lr = dict(self.hparams.get("group_lr") or {})
+        if not group_lr:
+            return [{"params": params}]
+        named = self.model.param_groups()
+        unknown = set(group_lr) - set(named)
+        if unknown:
+            raise ValueError(
+                f"group_lr names unknown groups {sorted(unknown)}; known: {list(named)}"
+            )
+        groups, taken = [], set()
+        for name, lr in group_lr.items():
+            ps = [p for p in named[name] if p.requires_grad and id(p) not in taken]
+            taken |= {id(p) for p in ps}
+            if ps:
+                groups.append({"params": ps, "lr": lr, "name": name})
+        rest = [p for p in params if id(p) not in taken]
+        return groups + ([{"params": rest, "name": "rest"}] if rest else [])
 
     # ------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

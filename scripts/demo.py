@@ -1,0 +1,158 @@
+"""The main job end to end on the embedded demo corpus: what ``make demo`` runs.
+
+Every step is an ordinary, printed command, so any of them can be rerun or changed by hand::
+
+    corpus        c2ser demo-corpus --out data/demo
+    baseline      train.py experiment=demo                      (log-mel classifier, reference row)
+    emotion2vec   train.py experiment=e2vs_pretrain_demo         (semi-supervised, train split only)
+    features      c2ser extract --level utterance --utterance-mode mean   (C2SER's Emotion2Vec-S input)
+                  c2ser extract --level frame                  (the probe's input)
+    probe         train.py experiment=probe_demo               (Emotion2Vec-S probe, reference row)
+    stage1        train.py experiment=stage1_demo              (explicit chain of thought)
+    stage2        train.py experiment=stage2_demo task.init_from=<stage 1>/model
+    no_ssl        with --ablation: the same two stages with model.use_ssl=false ("w/o Emotion2Vec-S")
+    evaluate      evaluate.py data=demo_test ... per C2SER model, with stability runs
+    report        c2ser report <evaluation runs>
+    summary       logs/demo/summary.{md,json} and confusion_<system>.png
+
+Rerunning skips finished steps (a training or evaluation run is finished when its
+``metrics.json`` exists) and resumes unfinished ones: training from its ``last.ckpt``, inference
+from the utterances already in its ``results.jsonl``, extraction from the files already written.
+``--fresh`` starts over. Outputs go to ``--out`` (default ``logs/demo``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MAX_NEW_TOKENS = {1: 150, 2: 40}  # the demo's answers: ~60-90 tokens of CoT, ~10 implicit
+
+
+def run(cmd: list[str]) -> None:
+    print("+", shlex.join(cmd), flush=True)
+    subprocess.run(cmd, cwd=REPO, check=True)
+
+
+def c2ser(*args: str) -> list[str]:
+    return [sys.executable, "-m", "c2ser.cli.main", *args]
+
+
+def step(name: str, done: Path, cmd: list[str], timings: dict[str, float]) -> None:
+    """Run ``cmd`` unless ``done`` exists; record its wall time."""
+    if done.exists():
+        print(f"[{name}] done already ({done}), skipped", flush=True)
+        return
+    print(f"\n[{name}]", flush=True)
+    t0 = time.perf_counter()
+    run(cmd)
+    timings[name] = round(time.perf_counter() - t0, 1)
+
+
+def train(experiment: str, run_dir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "train.py", f"experiment={experiment}", f"hydra.run.dir={run_dir}",
+            *overrides]  # fmt: skip
+
+
+def evaluate(model: Path, stage: int, run_dir: Path, *overrides: str) -> list[str]:
+    """evaluate.py on the demo's test speakers, greedy, with answer budgets per stage."""
+    budget = MAX_NEW_TOKENS[stage]
+    return [sys.executable, "evaluate.py", "data=demo_test", f"checkpoint={model}",
+            f"stage={stage}", f"hydra.run.dir={run_dir}", "device=cpu", "batch_size=16",
+            f"max_new_tokens={budget}", *overrides]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--corpus", default="data/demo", help="demo corpus folder (built if missing)")
+    p.add_argument("--out", default="logs/demo", help="runs, evaluations and the summary")
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also train and evaluate the w/o Emotion2Vec-S model (about 7 more minutes on 2 "
+        "CPU cores, which is over the demo's 20-minute budget; `make demo DEMO_ARGS=--ablation`)",
+    )
+    p.add_argument("--stability-runs", type=int, default=2, help="sampled decodings per prompt")
+    p.add_argument("--stability-prompts", type=int, default=2, help="prompt paraphrases")
+    p.add_argument("--fresh", action="store_true", help="delete --out first (not the corpus)")
+    args = p.parse_args(argv)
+
+    corpus, out = (REPO / args.corpus).resolve(), (REPO / args.out).resolve()
+    manifest = corpus / "manifest.jsonl"
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    data = [f"data.manifest={manifest}"]
+
+    step("corpus", manifest, c2ser("demo-corpus", "--out", str(corpus)), timings)
+    step("baseline", out / "baseline" / "metrics.json",
+         train("demo", out / "baseline", *data), timings)  # fmt: skip
+    e2vs = out / "emotion2vec_s"
+    step("emotion2vec", e2vs / "metrics.json",
+         train("e2vs_pretrain_demo", e2vs, f"data.labelled={manifest}",
+               f"data.unlabelled={manifest}"), timings)  # fmt: skip
+    utt_feats, frame_feats = corpus / "features" / "e2vs_utt", corpus / "features" / "e2vs_frame"
+    extract = ["extract", "--manifest", str(manifest), "--checkpoint", str(e2vs), "--no-progress"]
+    step("features", utt_feats / ".done",
+         c2ser(*extract, "--level", "utterance", "--utterance-mode", "mean", "--out",
+               str(utt_feats)), timings)  # fmt: skip
+    (utt_feats / ".done").touch()
+    step("features (frame)", frame_feats / ".done",
+         c2ser(*extract, "--level", "frame", "--out", str(frame_feats)), timings)  # fmt: skip
+    (frame_feats / ".done").touch()
+    step(
+        "probe",
+        out / "probe" / "metrics.json",
+        train("probe_demo", out / "probe", *data, f"data.feat_dir={frame_feats}"),
+        timings,
+    )
+
+    whisper = REPO / "data" / "models" / "whisper-tiny.en"
+    step("whisper", whisper / "model.safetensors",
+         c2ser("convert", "whisper-ct2", str(whisper)), timings)  # fmt: skip
+    systems = [("C2SER", [f"data.ssl_dir={utt_feats}"], utt_feats)]
+    if args.ablation:
+        systems.append(("C2SER w/o Emotion2Vec-S", ["model.use_ssl=false"], None))
+    stability = [f"stability.runs={args.stability_runs}",
+                 f"stability.prompts={args.stability_prompts}"]  # fmt: skip
+    evals = []
+    for name, overrides, feats in systems:
+        tag = "c2ser" if feats else "no_ssl"
+        s1, s2 = out / f"{tag}_stage1", out / f"{tag}_stage2"
+        step(f"{tag} stage 1", s1 / "metrics.json",
+             train("stage1_demo", s1, *data, *overrides), timings)  # fmt: skip
+        step(f"{tag} stage 2", s2 / "metrics.json",
+             train("stage2_demo", s2, *data, *overrides, f"task.init_from={s1 / 'model'}"),
+             timings)  # fmt: skip
+        for stage, model in ((1, s1 / "model"), (2, s2 / "model")):
+            ev = out / "eval" / f"{tag}_stage{stage}"
+            extra = [f"data.manifest={manifest}", f"system={name} Stage {stage}", *stability]
+            extra += [f"data.features={feats}"] if feats else []
+            step(f"evaluate {tag} stage {stage}", ev / "metrics.json",
+                 evaluate(model, stage, ev, *extra), timings)  # fmt: skip
+            evals.append(ev)
+    # the report and the summary are cheap and cover every evaluation there is: always redone
+    run(c2ser("report", *map(str, evals), "--out", str(out / "report.md")))
+
+    from c2ser.evaluation.summary import demo_summary, write_summary
+
+    summary = demo_summary(
+        evals,
+        classifiers={"log-mel baseline": out / "baseline", "Emotion2Vec-S probe": out / "probe"},
+    )
+    summary["timings_s"] = timings
+    files = write_summary(summary, out)
+    print("\n" + (out / "summary.md").read_text(encoding="utf-8"))
+    print("wrote", ", ".join(str(f.relative_to(REPO)) for f in files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
