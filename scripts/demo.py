@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--ablation",
         action="store_true",
-        help="also train and evaluate the w/o Emotion2Vec-S model (about 7 more minutes on 2 "
+        help="also train and evaluate the w/o Emotion2Vec-S model (about 10 more minutes on 2 "
         "CPU cores, which is over the demo's 20-minute budget; `make demo DEMO_ARGS=--ablation`)",
     )
     p.add_argument("--fresh", action="store_true", help="delete --out first (not the corpus)")
