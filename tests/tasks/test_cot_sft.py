@@ -13,7 +13,13 @@ from hydra.core.global_hydra import GlobalHydra
 from c2ser.data.sft import EOD_ID, SFTDataModule
 from c2ser.models.c2ser_llm import C2SER
 from c2ser.models.tokenizer import load_tokenizer, make_tiny_qwen2, tiny_qwen2_config
-from c2ser.tasks.cot_sft import CotSFTTask, linear_warmup, load_weights, warmup_lr
+from c2ser.tasks.cot_sft import (
+    CotSFTTask,
+    linear_decay,
+    linear_warmup,
+    load_weights,
+    warmup_lr,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 # initializer_range 0.2: a frozen random LM head at Qwen's 0.02 is too flat to fit any target
@@ -87,6 +93,21 @@ def test_schedules():
     trainable = {id(p) for p in task.model.parameters() if p.requires_grad}
     assert {id(p) for p in group["params"]} == trainable
     assert not any(p.requires_grad for p in task.model.param_groups()["llm"])
+
+
+def test_linear_decay_and_group_learning_rates():
+    assert [linear_decay(s, 10, 110) for s in (0, 9, 60, 110, 200)] == pytest.approx(
+        [0.1, 1.0, 0.5, 0.0, 0.0]
+    )
+    task = CotSFTTask(tiny_model(), lr=1e-3, scheduler="linear", group_lr={"connector": 1e-2})
+    groups = task.configure_optimizers()["optimizer"].param_groups
+    assert [(g["name"], g["initial_lr"]) for g in groups] == [("connector", 1e-2), ("rest", 1e-3)]
+    connector = {id(p) for p in task.model.param_groups()["connector"]}
+    assert {id(p) for p in groups[0]["params"]} == connector
+    trainable = {id(p) for p in task.model.parameters() if p.requires_grad}
+    assert {id(p) for g in groups for p in g["params"]} == trainable
+    with pytest.raises(ValueError, match="unknown groups"):
+        CotSFTTask(tiny_model(), group_lr={"decoder": 1e-2}).configure_optimizers()
 
 
 def test_label_masking_prompt_and_speech(tmp_path, wav_file):
