@@ -26,9 +26,10 @@ install: $(STAMP) ## create/reuse the virtualenv in .venv and install c2ser with
 demo: install ## the main job end to end on the demo corpus: Emotion2Vec-S, C2SER Stage 1 + 2, evaluation, summary (reruns resume)
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
-test: install ## lint + format check + the test suite (what CI runs)
+test: install ## lint + format check + import layers + the test suite (what CI runs)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-slow: install ## only the slow checks (minutes: pretraining, DeepSpeed, long trainings)
@@ -37,8 +38,9 @@ test-slow: install ## only the slow checks (minutes: pretraining, DeepSpeed, lon
 test-all: install ## every test, slow ones included
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
-lint: install ## ruff lint
+lint: install ## ruff lint + the import layers (pyproject [tool.importlinter])
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 format: install ## ruff format + autofix lint
 	$(BIN)/ruff format .

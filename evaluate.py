@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
-    from c2ser.data.manifest import BadInputError
+    from c2ser.core.errors import BadInputError
     from c2ser.evaluation.evaluate import run_evaluation, summary_markdown
 
     try:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from c2ser.data.manifest import BadInputError
+    from c2ser.core.errors import BadInputError
     from c2ser.tasks.runner import optimized_metric, train
 
     try:

@@ -127,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    from c2ser.inference.extract import load_emotion2vec_s
-    from c2ser.utils.hardware import cpu_has_native_bf16
-    from c2ser.utils.io import benchmark_provenance, machine_name, record_benchmark
+    from benchmarks import benchmark_provenance, machine_name, record_benchmark
+
+    from c2ser.inference.emotion2vec_s import load_emotion2vec_s
+    from c2ser.inference.hardware import cpu_has_native_bf16
 
     native_bf16 = args.device.startswith("cuda") or cpu_has_native_bf16()
     bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and native_bf16)

@@ -70,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cli_args = argv if argv is not None else sys.argv[1:]
 
+    from benchmarks import benchmark_provenance, record_benchmark
+
+    from c2ser.core.prompts import STAGE1_PROMPT
+    from c2ser.data.tokenizer import load_tokenizer
     from c2ser.models.c2ser_llm import C2SER
-    from c2ser.models.prompts import STAGE1_PROMPT
-    from c2ser.models.tokenizer import load_tokenizer
-    from c2ser.utils.io import benchmark_provenance, record_benchmark
 
     device = torch.device(args.device)
     model = C2SER.from_pretrained(args.checkpoint) if args.checkpoint else tiny_model(args.seed)

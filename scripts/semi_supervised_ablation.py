@@ -81,7 +81,7 @@ def pooled(feat_dir: Path, ids: list[str]) -> np.ndarray:
 
 def logistic_probe(x: dict, y: dict, classes: int) -> dict:
     """Multinomial logistic regression on standardised features; L2 picked by val UA."""
-    from c2ser.evaluation.metrics import classification_report
+    from c2ser.core.metrics import classification_report
 
     mu, sd = x["train"].mean(0), x["train"].std(0) + 1e-6
     t = {k: torch.tensor((v - mu) / sd, dtype=torch.float32) for k, v in x.items()}
@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("override", nargs="*", help="extra Hydra overrides for the pretraining runs")
     args = p.parse_args(argv)
 
+    from c2ser.core.io import atomic_write_text, write_json_atomic
     from c2ser.data.manifest import read_manifest
-    from c2ser.utils.io import atomic_write_text, write_json_atomic
 
     corpus, out = REPO / args.corpus, REPO / args.out
     manifest = corpus / "manifest.jsonl"

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from c2ser.evaluation.metrics import EMOTIONS
+from c2ser.core.labels import EMOTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
@@ -171,7 +171,7 @@ def test_c2ser_without_feature_source_fails_before_training(tmp_path):
 
 
 def test_feature_source_check_passes_whatever_feeds_the_model(tmp_path):
-    from c2ser.data.manifest import BadInputError
+    from c2ser.core.errors import BadInputError
     from c2ser.data.sft import SFTDataModule
     from c2ser.tasks.runner import check_model_inputs
 

@@ -51,8 +51,9 @@ def make_cot_manifest(
     device: str | None = None,
 ) -> dict[str, int]:
     """The command as a function; returns counts (written, skipped, rewritten)."""
+    from c2ser.core.errors import SkipReport
     from c2ser.data.cot import add_cot_targets, rewrite_with_llm
-    from c2ser.data.manifest import SkipReport, read_manifest, relativize, write_manifest
+    from c2ser.data.manifest import read_manifest, relativize, write_manifest
 
     out = Path(out)
     report = SkipReport()

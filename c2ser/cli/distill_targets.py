@@ -61,8 +61,9 @@ def make_distill_manifest(
     **model_overrides: Any,
 ) -> dict[str, int]:
     """The command as a function; returns counts by ``cot_source`` plus ``skipped``."""
-    from c2ser.data.manifest import SkipReport, read_manifest, relativize, write_manifest
-    from c2ser.evaluation.parse import parse_emotion
+    from c2ser.core.errors import SkipReport
+    from c2ser.core.parse import parse_emotion
+    from c2ser.data.manifest import read_manifest, relativize, write_manifest
     from c2ser.inference.generate import run_inference
     from c2ser.tasks.distill import merge_teacher_outputs
 

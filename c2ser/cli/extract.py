@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--batch-frames",
         type=_positive_int,
         default=6000,
-        help="padded frames per batch (50 per second of audio); 1 = one utterance at a time",
+        help="padded output frames per batch (50 per second of audio for Emotion2Vec-S, 100 "
+        "for log-mel); 1 = one utterance at a time",
     )
     p.add_argument(
         "--max-padding",
@@ -120,5 +121,5 @@ def run(args: argparse.Namespace) -> int:
     )
     for item in summary.failed.items:
         print(f"failed: {item}", file=sys.stderr)
-    print(f"{args.out}: {summary.line()}")
+    print(f"{args.out}: {summary.line('already extracted')}")
     return 0

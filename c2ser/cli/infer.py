@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from c2ser.evaluation.parse import parse_emotion
+    from c2ser.core.parse import parse_emotion
     from c2ser.inference.generate import run_inference
 
     overrides = {"llm_dtype": args.dtype} if args.dtype else {}
@@ -64,6 +64,5 @@ def run(args: argparse.Namespace) -> int:
     )
     for line in summary.failed.items:
         print(f"failed: {line}")
-    rate = summary.done / summary.seconds if summary.seconds else 0.0
-    print(f"{args.out}: {summary.line()}; {summary.tokens} tokens, {rate:.2f} utt/s")
+    print(f"{args.out}: {summary.line('already in results')}; {summary.tokens} tokens")
     return 0  # per-utterance failures are reported above; the rest of the run is complete

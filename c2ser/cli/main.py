@@ -14,7 +14,7 @@ import pkgutil
 import sys
 
 import c2ser
-from c2ser.data.manifest import BadInputError
+from c2ser.core.errors import BadInputError
 
 
 def build_parser() -> argparse.ArgumentParser:

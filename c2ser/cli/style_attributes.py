@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from c2ser.data.manifest import SkipReport, read_manifest, relativize, write_manifest
+    from c2ser.core.errors import SkipReport
+    from c2ser.data.manifest import read_manifest, relativize, write_manifest
     from c2ser.data.style import add_style_attributes
 
     report = SkipReport()

@@ -256,7 +256,7 @@ def _write_llm(
     from safetensors.torch import save_file
     from transformers import AutoConfig
 
-    from c2ser.models.tokenizer import load_tokenizer
+    from c2ser.data.tokenizer import load_tokenizer
 
     prefix = "llm.base_model.model."
     names = [k for k in mapped if k.startswith(prefix) and "lora_" not in k]

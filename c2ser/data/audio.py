@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from c2ser.data.manifest import BadInputError
+from c2ser.core.errors import BadInputError
 
 SAMPLE_RATE = 16_000
 

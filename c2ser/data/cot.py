@@ -25,12 +25,13 @@ from typing import Any
 
 import yaml
 
-from c2ser.data.manifest import BadInputError, SkipReport, Utterance
+from c2ser.core.errors import BadInputError, SkipReport
+from c2ser.core.language import language_of
+from c2ser.data.manifest import Utterance
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "resources" / "cot_templates"
 STYLE_KEYS = ("speed", "pitch", "volume")
 LEVELS = ("low", "medium", "high")
-_CJK = re.compile(r"[\u3400-\u9fff]")
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,9 @@ def load_templates(language: str, template_dir: str | None = None) -> CotTemplat
 
 
 def utterance_language(utt: Utterance) -> str:
-    """The manifest's ``language``, else ``zh`` when the transcript contains CJK, else ``en``."""
-    if utt.language:
-        return utt.language.lower()
-    return "zh" if _CJK.search(utt.text or "") else "en"
+    """The utterance's language (:func:`c2ser.core.language.language_of`), ``en`` when nothing
+    tells: the templates need one."""
+    return language_of(utt.language, utt.id, utt.text, default="en")
 
 
 def _pick(options: Sequence[str], seed: int, utt_id: str, salt: str) -> str:

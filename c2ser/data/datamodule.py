@@ -15,12 +15,13 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from c2ser.core.errors import BadInputError, SkipReport
+from c2ser.core.labels import EMOTIONS
 from c2ser.data.audio import AudioError, audio_seconds, load_audio
 from c2ser.data.batching import DynamicBucketSampler, ResumableLoader, pad_batch
-from c2ser.data.manifest import BadInputError, SkipReport, Utterance, read_manifest
+from c2ser.data.manifest import Utterance, read_manifest
 from c2ser.data.mel import log_mel
 from c2ser.data.table import manifest_table, with_decoder
-from c2ser.evaluation.metrics import EMOTIONS
 
 
 class AudioClassificationDataModule(pl.LightningDataModule):

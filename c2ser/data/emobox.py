@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from c2ser.data.manifest import BadInputError, Utterance, read_manifest
-from c2ser.evaluation.metrics import EMOTIONS
+from c2ser.core.errors import BadInputError
+from c2ser.core.labels import EMOTIONS
+from c2ser.data.manifest import Utterance, read_manifest
 
 
 @dataclass

@@ -15,31 +15,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from c2ser.core.errors import BadInputError, SkipReport
 from c2ser.data.batching import pad_batch
 from c2ser.data.emobox import FoldSplit, emobox_fold, manifest_fold
-from c2ser.data.manifest import BadInputError, SkipReport, Utterance
+from c2ser.data.features import load_feature
+from c2ser.data.manifest import Utterance
 
 SPLITS = ("train", "val", "test")
-
-
-def load_feature(path: Path, dim: int | None = None) -> torch.Tensor:
-    """One feature file as a float32 (T, D) tensor; bad shapes are a :class:`BadInputError`."""
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise BadInputError(f"{path}: unreadable feature file ({e})") from None
-    if x.ndim == 1:
-        x = x[None]
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise BadInputError(f"{path}: expected (T, D) features with T > 0, got shape {x.shape}")
-    if dim is not None and x.shape[1] != dim:
-        raise BadInputError(f"{path}: feature width {x.shape[1]}, expected {dim}")
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
 class FeatureDataset(Dataset):

@@ -10,38 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from c2ser.utils.io import write_jsonl_atomic
-
-
-class BadInputError(ValueError):
-    """Bad user input (manifest line, audio file, label); the message says what and where."""
-
-
-@dataclass
-class SkipReport:
-    """Counts skipped items by reason and remembers where, for the end-of-run summary."""
-
-    reasons: Counter = field(default_factory=Counter)
-    items: list[str] = field(default_factory=list)
-
-    def add(self, where: str, reason: str) -> None:
-        self.reasons[reason.split(":")[0]] += 1
-        self.items.append(f"{where}: {reason}")
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def summary(self) -> str:
-        if not self.items:
-            return "skipped 0"
-        by = ", ".join(f"{n} {r}" for r, n in self.reasons.most_common())
-        return f"skipped {len(self.items)} ({by})"
-
+from c2ser.core.errors import BadInputError, SkipReport
+from c2ser.core.io import write_jsonl_atomic
+from c2ser.core.language import language_from_id
 
 _KNOWN = ("index", "wav", "emotion", "text", "language", "speaker", "split", "fold")
 
@@ -76,18 +51,12 @@ class Utterance:
             wav=str(row["wav"]),
             emotion=row.get("emotion"),
             text=row.get("text"),
-            language=row.get("language") or _language_from_id(str(row["index"])),
+            language=row.get("language") or language_from_id(str(row["index"])),
             speaker=row.get("speaker"),
             split=row.get("split"),
             fold=int(fold) if fold is not None else None,
             extra={k: v for k, v in row.items() if k not in _KNOWN},
         )
-
-
-def _language_from_id(idx: str) -> str | None:
-    """Emo-Emilia ids start with ``ZH_``/``EN_``; use that when no ``language`` field exists."""
-    head = idx.split("_", 1)[0].lower()
-    return {"zh": "zh", "en": "en"}.get(head)
 
 
 def resolve_wav(wav: str, base: Path, audio_root: Path | None) -> str:

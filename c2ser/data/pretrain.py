@@ -24,10 +24,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from c2ser.core.errors import BadInputError, SkipReport
+from c2ser.core.labels import EMOTIONS
 from c2ser.data.audio import SAMPLE_RATE, AudioError, audio_seconds, load_audio
 from c2ser.data.batching import ResumableLoader, pad_batch
-from c2ser.data.manifest import BadInputError, SkipReport, read_manifest
-from c2ser.evaluation.metrics import EMOTIONS
+from c2ser.data.manifest import read_manifest
 
 
 class MixedBatchSampler(Sampler[list[int]]):

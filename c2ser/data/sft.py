@@ -20,9 +20,9 @@ target <= 1000); filtered utterances are counted and reported, never silently dr
 the official ``process_text``, English targets keep their case (``lowercase_english`` restores
 the official behaviour, needed to match the released model's lower-case English answers).
 Emotion2Vec-S utterance features come from ``ssl_dir/<id>.npy`` (``c2ser extract --level
-utterance``) or are computed on the fly by ``ssl_extractor``: an
-:class:`~c2ser.models.emotion2vec_s.Emotion2VecS` (its ``extract(..., level="utterance")``) or any
-callable ``wav -> (10, 768)``.
+utterance``) or are computed on the fly by ``ssl_extractor``, any callable ``wav -> (10, 768)``:
+:class:`c2ser.inference.emotion2vec_s.Emotion2VecSFeatures` wraps a model. It is injected, so the
+data layer never imports a model.
 """
 
 from __future__ import annotations
@@ -37,16 +37,16 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from c2ser.core.errors import BadInputError, SkipReport
+from c2ser.core.prompts import prompt_for
+from c2ser.core.tokens import EOD_ID, SSL_ROWS
 from c2ser.data.audio import AudioError, audio_seconds, load_audio
 from c2ser.data.batching import DynamicBucketSampler, ResumableLoader, pad_batch
 from c2ser.data.cot import explicit_target, implicit_target, utterance_language
-from c2ser.data.feature_datamodule import load_feature
-from c2ser.data.manifest import BadInputError, SkipReport, Utterance, read_manifest
+from c2ser.data.features import load_feature
+from c2ser.data.manifest import Utterance, read_manifest
 from c2ser.data.mel import log_mel
-from c2ser.models.prompts import prompt_for
 
-EOD_ID = 151643
-SSL_ROWS = 10  # official Emotion2Vec-S utterance rows (utt_x: the first 10 frames)
 FRAMES_PER_TOKEN = 8  # 100 Hz mel -> 12.5 Hz speech tokens after the encoder and downsampler
 _PAIRS = ("", "explicit_")  # prefixes of the (prompt_ids, target_ids) pairs a sample can carry
 _IDS = tuple(f"{p}{k}" for p in _PAIRS for k in ("prompt_ids", "target_ids"))
@@ -63,7 +63,7 @@ class SFTDataModule(pl.LightningDataModule):
             answer (Stage 2 prompt -> ``implicit_target``).
         keep_explicit: with ``stage=2``, also carry the Stage 1 pair for self-distillation mixing.
         tokenizer: anything with ``encode(text, add_special_tokens=False)``; default: the offline
-            Qwen2 tokenizer (:func:`c2ser.models.tokenizer.load_tokenizer`).
+            Qwen2 tokenizer (:func:`c2ser.data.tokenizer.load_tokenizer`).
         ssl_dir / ssl_extractor: where Emotion2Vec-S utterance features come from (neither: the
             batch has ``ssl=None``, for models built with ``use_ssl=False``). An extractor runs
             per sample in the DataLoader workers, frozen and in eval mode.
@@ -132,7 +132,7 @@ class SFTDataModule(pl.LightningDataModule):
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
-            from c2ser.models.tokenizer import load_tokenizer
+            from c2ser.data.tokenizer import load_tokenizer
 
             self._tokenizer = load_tokenizer()
         return self._tokenizer
@@ -237,8 +237,6 @@ class SFTDataModule(pl.LightningDataModule):
     def _ssl(self, row: dict[str, Any], wav: np.ndarray) -> torch.Tensor | None:
         if row["ssl_path"]:
             feats = load_feature(Path(row["ssl_path"]), self.ssl_dim)
-        elif hasattr(self.ssl_extractor, "extract"):  # an Emotion2VecS model
-            feats = torch.as_tensor(self.ssl_extractor.extract([wav], level="utterance")[0])
         elif self.ssl_extractor is not None:
             feats = torch.as_tensor(np.asarray(self.ssl_extractor(wav)), dtype=torch.float32)
         else:

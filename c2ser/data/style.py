@@ -22,19 +22,20 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from c2ser.core.errors import BadInputError, SkipReport
+from c2ser.core.language import CJK
 from c2ser.data.audio import SAMPLE_RATE, load_audio
-from c2ser.data.manifest import BadInputError, SkipReport, Utterance
+from c2ser.data.manifest import Utterance
 
 BINS = ("low", "medium", "high")
 ATTRIBUTES = {"pitch": "f0_median_hz", "volume": "loudness_lufs", "speed": "speech_rate"}
 
-_CJK = re.compile(r"[\u3400-\u9fff]")
 _VOWEL_GROUPS = re.compile(r"[aeiouy]+", re.I)
 
 
 def count_units(text: str, language: str | None) -> int:
     """Syllable-like units: CJK characters for Chinese, vowel groups for English words."""
-    cjk = len(_CJK.findall(text))
+    cjk = len(CJK.findall(text))
     if language == "zh" or cjk:
         return cjk + sum(len(_VOWEL_GROUPS.findall(w)) for w in re.findall(r"[A-Za-z]+", text))
     words = re.findall(r"[A-Za-z']+", text)

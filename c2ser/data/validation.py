@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from c2ser.core.errors import SkipReport
 from c2ser.data.audio import AudioError, audio_seconds, load_audio
-from c2ser.data.manifest import SkipReport, Utterance, read_manifest
+from c2ser.data.manifest import Utterance, read_manifest
 
 
 def validate_manifest(

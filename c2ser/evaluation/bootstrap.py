@@ -69,7 +69,7 @@ def weighted_scores(
 ) -> dict[str, np.ndarray]:
     """WA / UA / macro-F1 of every resample (rows of ``counts``), each an array of length B.
 
-    Same definitions as :func:`c2ser.evaluation.metrics.scores_from_confusion` (UA over classes
+    Same definitions as :func:`c2ser.core.metrics.scores_from_confusion` (UA over classes
     present in the resample's references; F1 over classes present or predicted; predictions
     outside ``0..num_classes-1`` are wrong).
     """

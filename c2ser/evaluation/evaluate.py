@@ -44,14 +44,17 @@ from typing import Any
 
 import numpy as np
 
-from c2ser.data.manifest import BadInputError, Utterance, read_manifest
+from c2ser.core.errors import BadInputError
+from c2ser.core.figures import plot_confusion
+from c2ser.core.io import atomic_write_text, write_json_atomic, write_jsonl_atomic
+from c2ser.core.labels import EMOTIONS
+from c2ser.core.parse import parse_emotion
+from c2ser.data.manifest import Utterance, read_manifest
 from c2ser.evaluation.bootstrap import N_RESAMPLES
 from c2ser.evaluation.cot_score import score_cot
-from c2ser.evaluation.metrics import EMOTIONS, plot_confusion
-from c2ser.evaluation.parse import judge_emotions, parse_emotion
+from c2ser.evaluation.parse import judge_emotions
 from c2ser.evaluation.scoring import Parser, row_language, score_rows
 from c2ser.evaluation.stability import plot_stability, stability_report
-from c2ser.utils.io import atomic_write_text, write_json_atomic, write_jsonl_atomic
 
 KIND = "c2ser-evaluation"  # marks our metrics.json (train runs write a metrics.json too)
 SHOW_MISSING = 10

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from c2ser.data.manifest import BadInputError
-from c2ser.evaluation.metrics import plot_confusion
-from c2ser.utils.io import atomic_write_text, write_json_atomic
+from c2ser.core.errors import BadInputError
+from c2ser.core.figures import plot_confusion
+from c2ser.core.io import atomic_write_text, write_json_atomic
 
 METRICS = ("wa", "ua", "f1")
 STAGES = ("val", "test")

@@ -18,21 +18,21 @@ from typing import Any
 
 import numpy as np
 
-from c2ser.data.manifest import BadInputError
+from c2ser.core.errors import BadInputError
+from c2ser.core.labels import EMOTIONS
+from c2ser.core.language import language_of
+from c2ser.core.metrics import classification_report
+from c2ser.core.parse import parse_emotion
 from c2ser.evaluation.bootstrap import N_RESAMPLES, bootstrap_ci, paired_bootstrap
-from c2ser.evaluation.metrics import EMOTIONS, classification_report
-from c2ser.evaluation.parse import parse_emotion
 from c2ser.evaluation.stability import label_indices
 
 Parser = Callable[[str, str | None], str | None]
 
 
 def row_language(row: Mapping[str, Any]) -> str:
-    """``language`` field, else the Emo-Emilia ``ZH_``/``EN_`` id prefix, else ``unk``."""
-    if row.get("language"):
-        return str(row["language"]).lower()
-    head = str(row["index"]).split("_", 1)[0].lower()
-    return head if head in ("zh", "en") else "unk"
+    """A result row's language (:func:`c2ser.core.language.language_of`: the ``language``
+    field, else the id prefix; the answer text is the model's, so it does not count)."""
+    return language_of(row.get("language"), str(row["index"]))
 
 
 def _report(

@@ -38,8 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from c2ser.evaluation.metrics import EMOTIONS, classification_report
-from c2ser.utils.io import atomic_savefig
+from c2ser.core.io import atomic_savefig
+from c2ser.core.labels import EMOTIONS
+from c2ser.core.metrics import classification_report
 
 
 def label_indices(preds: Sequence[str | None], labels: Sequence[str] = EMOTIONS) -> list[int]:

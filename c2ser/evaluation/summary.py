@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from c2ser.data.manifest import BadInputError
-from c2ser.evaluation.metrics import EMOTIONS, plot_confusion
+from c2ser.core.errors import BadInputError
+from c2ser.core.figures import plot_confusion
+from c2ser.core.io import atomic_write_text, write_json_atomic
+from c2ser.core.labels import EMOTIONS
 from c2ser.evaluation.scoring import compare_predictions, score_predictions
-from c2ser.utils.io import atomic_write_text, write_json_atomic
 
 STABILITY_KEYS = ("ua_std", "flip_rate", "fleiss_kappa", "invalid_rate")
 COT_KEYS = ("style_acc", "transcript_similarity")

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from c2ser.data.manifest import BadInputError
+from c2ser.core.errors import BadInputError
 from c2ser.evaluation.evaluate import KIND, PREDICTIONS, read_results
 from c2ser.evaluation.scoring import compare_predictions
 
@@ -328,7 +328,7 @@ def write_tables(
     run_dirs: list[str | Path], out: str | Path, paper: str | Path | None = None
 ) -> dict[str, Any]:
     """Write ``out`` (markdown) and ``out`` with ``.csv``; returns markdown, paths and runs."""
-    from c2ser.utils.io import atomic_write_text
+    from c2ser.core.io import atomic_write_text
 
     if not run_dirs:
         raise BadInputError("no run directories given")

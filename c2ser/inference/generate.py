@@ -33,7 +33,7 @@ Every batch starts from ``torch.manual_seed(seed)``, so a run is repeatable, but
 also depends on the batch it was generated in.
 
 The prompt is the stage's official one unless ``prompt`` gives a paraphrase index
-(:data:`c2ser.models.prompts.PARAPHRASES`) or a text.
+(:data:`c2ser.core.prompts.PARAPHRASES`) or a text.
 
 Output rows: ``index, text`` (raw generation), ``emotion`` (reference, if known), ``language``,
 ``pred_emotion`` (from the ``parse`` callable, e.g. :func:`c2ser.evaluation.parse.parse_emotion`),
@@ -46,20 +46,22 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from c2ser.core.errors import BadInputError
+from c2ser.core.io import atomic_write_bytes
+from c2ser.core.prompts import prompt_for
 from c2ser.data.audio import AudioError, audio_seconds, load_audio
 from c2ser.data.batching import pad_batch
-from c2ser.data.manifest import BadInputError, SkipReport, Utterance, read_manifest
+from c2ser.data.features import load_feature
+from c2ser.data.manifest import Utterance, read_manifest
 from c2ser.data.mel import log_mel
+from c2ser.data.tokenizer import load_tokenizer
+from c2ser.inference.runner import RunSummary, run_or_retry_singly
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
-from c2ser.models.prompts import prompt_for
-from c2ser.models.tokenizer import load_tokenizer
 
 DECODING: dict[str, dict[str, Any]] = {
     "greedy": dict(num_beams=1, do_sample=False),
@@ -76,21 +78,6 @@ DECODING: dict[str, dict[str, Any]] = {
 MAX_NEW_TOKENS = 400
 
 Parser = Callable[[str, str | None], str | None]
-
-
-@dataclass
-class InferenceSummary:
-    """What a run did: ``done`` new rows, ``skipped`` ids already in the results, ``failed``."""
-
-    done: int = 0
-    skipped: int = 0
-    failed: SkipReport = field(default_factory=SkipReport)
-    tokens: int = 0
-    seconds: float = 0.0
-
-    def line(self) -> str:
-        fails = self.failed.summary().replace("skipped", "failed", 1)
-        return f"done {self.done}, skipped {self.skipped} (already in results), {fails}"
 
 
 def run_inference(
@@ -111,7 +98,7 @@ def run_inference(
     temperature: float | None = None,
     top_p: float | None = None,
     **model_overrides: Any,
-) -> InferenceSummary:
+) -> RunSummary:
     """Generate for every utterance of ``manifest`` not yet in ``out``; see the module docstring.
 
     Args:
@@ -124,7 +111,7 @@ def run_inference(
         decoding: a key of ``DECODING``.
         parse: ``parse(text, language) -> emotion | None`` filling ``pred_emotion``.
         prompt: ``None`` (the stage's official prompt), a paraphrase index of
-            :data:`c2ser.models.prompts.PARAPHRASES`, or the prompt text itself.
+            :data:`c2ser.core.prompts.PARAPHRASES`, or the prompt text itself.
         temperature, top_p: override a sampling preset's values (``sample``, ``official``).
     """
     gen = generation_kwargs(decoding, max_new_tokens, temperature, top_p)
@@ -142,7 +129,7 @@ def run_inference(
             f"this model uses Emotion2Vec-S utterance features: pass their directory "
             f"(<id>.npy files from `c2ser extract`){f'; {features} not found' if features else ''}"
         )
-    summary = InferenceSummary()
+    summary = RunSummary()
     if isinstance(manifest, list):
         utts = manifest
     else:
@@ -199,7 +186,7 @@ def generation_kwargs(
 
 
 def _pending(
-    utts: list[Utterance], finished: set[str], cfg: C2SERConfig, summary: InferenceSummary
+    utts: list[Utterance], finished: set[str], cfg: C2SERConfig, summary: RunSummary
 ) -> list[tuple[float, Utterance]]:
     """(seconds, utterance) still to do, longest first; unreadable or too long ones fail."""
     todo = []
@@ -238,12 +225,9 @@ def _load_ssl(path: Path, tokens: int, dim: int) -> torch.Tensor:
     if not path.is_file():
         raise BadInputError(f"features: missing Emotion2Vec-S features {path}")
     try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise BadInputError(f"features: {path} unreadable ({e})") from None
-    if x.ndim != 2 or x.shape[0] < tokens or x.shape[1] != dim:
-        raise BadInputError(f"features: {path} has shape {x.shape}, expected ({tokens}, {dim})")
-    return torch.from_numpy(np.ascontiguousarray(x[:tokens], dtype=np.float32))
+        return load_feature(path, dim, min_rows=tokens)[:tokens]
+    except BadInputError as e:
+        raise BadInputError(f"features: {e}") from None
 
 
 def collate_items(
@@ -268,41 +252,34 @@ def _generate_rows(
     device: torch.device,
     tokenizer: Any,
     parse: Parser | None,
-    summary: InferenceSummary,
+    summary: RunSummary,
 ) -> list[dict[str, Any]]:
-    """Generate one batch; if the batch fails as a whole, retry its items one at a time."""
-    if not items:
-        return []
-    torch.manual_seed(seed)
-    t0 = time.perf_counter()
-    try:
-        ids = model.generate(*collate_items(items, device), [prompt] * len(items), **gen)
-    except (RuntimeError, ValueError) as e:
-        if len(items) == 1:
-            summary.failed.add(items[0]["utt"].id, f"generation failed: {e}")
-            return []
-        return [
-            row
-            for it in items
-            for row in _generate_rows(
-                model, [it], prompt, gen, seed, device, tokenizer, parse, summary
-            )
-        ]
-    share = (time.perf_counter() - t0) / len(items)
+    """Generate one batch; if the batch fails as a whole, its items are retried one at a time."""
+
+    def run(batch: list[dict[str, Any]]) -> tuple[list[list[int]], float]:
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        ids = model.generate(*collate_items(batch, device), [prompt] * len(batch), **gen)
+        return ids, (time.perf_counter() - t0) / len(batch)
+
+    def failed(item: dict[str, Any], e: Exception) -> None:
+        summary.failed.add(item["utt"].id, f"generation failed: {e}")
+
     rows = []
-    for it, seq in zip(items, ids):
-        utt, text = it["utt"], tokenizer.decode(seq, skip_special_tokens=True)
-        rows.append(
-            {
-                "index": utt.id,
-                "text": text,
-                "emotion": utt.emotion,
-                "language": utt.language,
-                "pred_emotion": parse(text, utt.language) if parse else None,
-                "n_tokens": len(seq),
-                "seconds": round(share, 4),
-            }
-        )
+    for batch, (ids, share) in run_or_retry_singly(items, run, failed):
+        for it, seq in zip(batch, ids, strict=True):
+            utt, text = it["utt"], tokenizer.decode(seq, skip_special_tokens=True)
+            rows.append(
+                {
+                    "index": utt.id,
+                    "text": text,
+                    "emotion": utt.emotion,
+                    "language": utt.language,
+                    "pred_emotion": parse(text, utt.language) if parse else None,
+                    "n_tokens": len(seq),
+                    "seconds": round(share, 4),
+                }
+            )
     return rows
 
 
@@ -322,8 +299,6 @@ def _finished_ids(path: Path) -> set[str]:
             break
         good += len(line)
     if good < len(raw) or (raw and not raw.endswith(b"\n")):
-        from c2ser.utils.io import atomic_write_bytes
-
         atomic_write_bytes(path, raw[:good].rstrip(b"\n") + b"\n" if good else b"")
     return ids
 

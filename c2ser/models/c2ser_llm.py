@@ -43,9 +43,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from c2ser.core.tokens import EOD_ID
 from c2ser.models.adapter import Connector, Downsampler
 from c2ser.models.speech_encoder import SpeechEncoder, encoder_config
-from c2ser.models.tokenizer import EOD_ID
 
 # What the official recipe trains (``link_and_encoder_and_lora``); "llm" (the base Qwen2 itself) is
 # an extra group for random demo LLMs, which have nothing pretrained to keep.

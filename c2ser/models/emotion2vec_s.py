@@ -22,12 +22,15 @@ copied:
   ``"extra_tokens"`` gives the 10 token outputs and ``"mean"`` the (1, D) frame mean (emotion2vec's
   own utterance feature).
 * **Train mode.** The official script never calls ``.eval()`` or ``no_grad``: its reference
-  features come with dropout and LayerDrop on, so they are stochastic. :meth:`extract` always runs
-  in eval mode under ``torch.inference_mode()``; compare with the references by cosine similarity.
+  features come with dropout and LayerDrop on, so they are stochastic. Extraction
+  (:mod:`c2ser.inference.emotion2vec_s`) always runs in eval mode under
+  ``torch.inference_mode()``; compare with the references by cosine similarity.
 
-Batched extraction equals one-utterance-at-a-time extraction: the CNN has no cross-frame
+A padded batch gives every utterance the features it gets alone: the CNN has no cross-frame
 normalisation, so its valid frames never see padding, and the positional conv zeroes padded frames
-before every layer, which is exactly the zero padding a single utterance gets at its end.
+before every layer, which is exactly the zero padding a single utterance gets at its end. File
+reading, batch planning and chunking of long audio are not the network's business: they live in
+:mod:`c2ser.inference.emotion2vec_s`.
 """
 
 from __future__ import annotations
@@ -41,13 +44,11 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
-SAMPLE_RATE = 16_000
 UTTERANCE_MODES = ("official", "extra_tokens", "mean")
 BASE_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
 
@@ -416,106 +417,6 @@ class Emotion2VecS(nn.Module):
             "tokens": tokens,
             "layer_results": layers,
         }
-
-    # -- extraction API ---------------------------------------------------------------------
-
-    def chunks(self, wav: Tensor, max_samples: int | None) -> list[Tensor]:
-        """Split audio longer than ``max_samples`` into pieces whose CNN frames tile the full
-        run's frames exactly: piece i covers frames [i*m, (i+1)*m), i.e. samples
-        [i*m*stride, (i+1)*m*stride + receptive_field - stride). Attention context is limited
-        to each piece; the frame count equals that of the whole file."""
-        c = self.config
-        if max_samples is None or len(wav) <= max_samples:
-            return [wav]
-        m = max(1, (max_samples - c.receptive_field) // c.stride + 1)
-        total = int(self.num_frames(torch.tensor(len(wav))))
-        extra = c.receptive_field - c.stride
-        return [
-            wav[i * c.stride : min(i + m, total) * c.stride + extra] for i in range(0, total, m)
-        ]
-
-    def extract_batch(
-        self,
-        wavs: Sequence[Tensor | np.ndarray],
-        level: str = "frame",
-        utterance_mode: str | None = None,
-        max_samples: int | None = None,
-    ) -> list[Tensor]:
-        """Features of several 16 kHz mono waveforms in one padded forward pass (eval mode,
-        inference mode, the model's device and dtype). Returns float32 CPU tensors:
-        ``frame`` (T_i, D) or ``utterance`` (rows, D). Long audio is split by :meth:`chunks`."""
-        if level not in ("frame", "utterance"):
-            raise ValueError(f"level must be 'frame' or 'utterance', got {level!r}")
-        p = next(self.parameters())
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                pieces, owner = [], []
-                for i, w in enumerate(wavs):
-                    w = torch.as_tensor(w, dtype=torch.float32)
-                    if len(w) < self.config.receptive_field:
-                        raise ValueError(
-                            f"audio of {len(w)} samples is shorter than one frame "
-                            f"({self.config.receptive_field} samples)"
-                        )
-                    split = self.chunks(w, max_samples)
-                    pieces += split
-                    owner += [i] * len(split)
-                lengths = torch.tensor([len(w) for w in pieces])
-                wav = nn.utils.rnn.pad_sequence(pieces, batch_first=True)
-                mask = torch.arange(wav.shape[1])[None] >= lengths[:, None]
-                out = self.extract_features(
-                    wav.to(p.device, p.dtype), mask.to(p.device), return_layers=False
-                )
-                frames = self.num_frames(lengths).tolist()
-                results = []
-                for i in range(len(wavs)):
-                    idx = [j for j, o in enumerate(owner) if o == i]
-                    x = torch.cat([out["x"][j, : frames[j]] for j in idx])
-                    if level == "frame":
-                        results.append(x.float().cpu())
-                        continue
-                    w = torch.tensor([frames[j] for j in idx], dtype=x.dtype, device=x.device)
-                    tokens = (out["tokens"][idx] * w[:, None, None]).sum(0) / w.sum()
-                    u = self.utterance(x[None], tokens[None], None, utterance_mode)
-                    results.append(u[0].float().cpu())
-                return results
-        finally:
-            self.train(was_training)
-
-    def extract(
-        self,
-        inputs: Sequence[str | os.PathLike | np.ndarray | Tensor],
-        level: str = "frame",
-        utterance_mode: str | None = None,
-        batch_frames: int = 6000,
-        max_seconds: float | None = 60.0,
-        max_padding: float | None = None,
-    ) -> list[np.ndarray]:
-        """Features of audio files or 16 kHz waveforms, in input order, as float32 arrays.
-
-        Inputs are sorted by length and cut into padded batches of at most ``batch_frames``
-        frames (50 per second), at most ``max_padding`` of them padding
-        (:func:`c2ser.data.batching.plan_batches`); audio longer than ``max_seconds`` is
-        processed in chunks (:meth:`chunks`). Paths are decoded with :func:`c2ser.data.audio.load_audio` (mono,
-        resampled to 16 kHz, no normalisation, as the official script).
-        """
-        from c2ser.data.audio import load_audio
-        from c2ser.data.batching import plan_batches
-
-        wavs = [
-            load_audio(x) if isinstance(x, str | os.PathLike) else torch.as_tensor(x)
-            for x in inputs
-        ]
-        lengths = [max(1, int(self.num_frames(torch.tensor(len(w))))) for w in wavs]
-        max_samples = int(max_seconds * SAMPLE_RATE) if max_seconds else None
-        out: list[np.ndarray | None] = [None] * len(wavs)
-        for batch in plan_batches(lengths, batch_frames, max_padding):
-            feats = self.extract_batch([wavs[i] for i in batch], level, utterance_mode, max_samples)
-            for i, f in zip(batch, feats):
-                out[i] = f.numpy()
-        return out  # type: ignore[return-value]
 
     # -- persistence ------------------------------------------------------------------------
 

@@ -10,9 +10,11 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from c2ser.evaluation.metrics import EMOTIONS, classification_report, plot_confusion
+from c2ser.core.figures import plot_confusion
+from c2ser.core.io import write_json_atomic, write_jsonl_atomic
+from c2ser.core.labels import EMOTIONS
+from c2ser.core.metrics import classification_report
 from c2ser.tasks.strategies import gather_unique
-from c2ser.utils.io import write_json_atomic, write_jsonl_atomic
 
 PREDICTIONS_FILE = "test_predictions.jsonl"
 

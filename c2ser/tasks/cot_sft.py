@@ -27,7 +27,7 @@ Validation reports the teacher-forced loss and, for the first ``val_generate`` u
 rank, greedy answers parsed for an emotion: ``val/parse_rate``, ``val/acc`` and
 ``val/answer_tokens``, over the answers of every rank, each utterance once. The last validation's
 answers stay in ``samples`` (id, emotion, pred, text, tokens), which ``logger=wandb`` logs as a
-table (:class:`~c2ser.utils.wandb_callbacks.WandbMedia`).
+table (:class:`~c2ser.tasks.wandb_callbacks.WandbMedia`).
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class CotSFTTask(pl.LightningModule):
 
     def answer(self, batch: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]:
         """Greedy answers for the first ``limit`` rows of ``batch`` with their parsed emotion."""
-        from c2ser.evaluation.parse import parse_emotion
+        from c2ser.core.parse import parse_emotion
 
         k = len(batch["ids"]) if limit is None else min(limit, len(batch["ids"]))
         mask = batch["mel_mask"][:k]

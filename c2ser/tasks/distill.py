@@ -24,8 +24,9 @@ from typing import Any
 
 import torch
 
+from c2ser.core.errors import BadInputError, SkipReport
 from c2ser.data.cot import explicit_target, implicit_target
-from c2ser.data.manifest import BadInputError, SkipReport, Utterance
+from c2ser.data.manifest import Utterance
 from c2ser.tasks.cot_sft import CotSFTTask
 
 MISMATCH_POLICIES = ("template", "keep", "drop")

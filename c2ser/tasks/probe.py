@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from c2ser.core.io import write_json_atomic
 from c2ser.tasks.classify import ClassificationTask
-from c2ser.utils.io import write_json_atomic
 
 
 def emobox_lr_factor(epoch: int, warmup_epochs: int = 10, total_epochs: int = 100) -> float:

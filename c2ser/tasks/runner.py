@@ -22,9 +22,9 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from c2ser.data.manifest import BadInputError
+from c2ser.core.errors import BadInputError
+from c2ser.core.io import write_json_atomic
 from c2ser.tasks.strategies import is_zero3_partitioned
-from c2ser.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import yaml
 
 from c2ser.convert.c2ser_llm import convert
 from c2ser.models.c2ser_llm import C2SER
-from c2ser.models.tokenizer import make_tiny_qwen2
+from tests.factories import make_tiny_qwen2
 
 D, HEADS, ENC_FFN, CONN_FFN, LAYERS, SPEECH_TOKENS, R, ALPHA = 64, 4, 128, 96, 2, 4097, 8, 32
 LLM = "llama_model.base_model.model."

@@ -6,6 +6,8 @@ import pytest
 
 from c2ser.cli.cot_data import make_cot_manifest
 from c2ser.cli.main import main
+from c2ser.core.errors import BadInputError, SkipReport
+from c2ser.core.labels import EMOTIONS
 from c2ser.data.cot import (
     LEVELS,
     add_cot_targets,
@@ -15,8 +17,7 @@ from c2ser.data.cot import (
     rewrite_is_faithful,
     rewrite_with_llm,
 )
-from c2ser.data.manifest import BadInputError, SkipReport, Utterance
-from c2ser.evaluation.metrics import EMOTIONS
+from c2ser.data.manifest import Utterance
 
 TEXT = {
     "en": "I told you we would make it.",
@@ -176,7 +177,7 @@ def test_faithfulness_check():
 
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory):
-    from c2ser.models.tokenizer import make_tiny_qwen2
+    from tests.factories import make_tiny_qwen2
 
     return make_tiny_qwen2(tmp_path_factory.mktemp("llm") / "qwen2", hidden=32, heads=2, kv_heads=1)
 

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from c2ser.cli.main import main
+from c2ser.core.labels import EMOTIONS
 from c2ser.data.audio import load_audio
 from c2ser.data.demo import build_demo_corpus
 from c2ser.data.demo.corpus import load_sentences
 from c2ser.data.demo.espeak import synthesize
 from c2ser.data.manifest import read_manifest
 from c2ser.data.style import f0_median, loudness
-from c2ser.evaluation.metrics import EMOTIONS
 
 
 @pytest.mark.parametrize("voice, text", [("en-us", "Good morning."), ("cmn", "早上好。")])

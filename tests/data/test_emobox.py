@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from c2ser.core.errors import BadInputError
 from c2ser.data.emobox import emobox_fold, manifest_fold, read_label_map, split_validation
 from c2ser.data.feature_datamodule import FeatureDataModule
-from c2ser.data.manifest import BadInputError, Utterance
+from c2ser.data.manifest import Utterance
 
 LABEL_MAP = {"ang": "Angry", "hap": "Happy", "exc": "Happy", "neu": "Neutral"}
 

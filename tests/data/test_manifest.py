@@ -3,7 +3,8 @@ import json
 import pytest
 
 from c2ser.cli.main import main
-from c2ser.data.manifest import BadInputError, SkipReport, Utterance, read_manifest, write_manifest
+from c2ser.core.errors import BadInputError, SkipReport
+from c2ser.data.manifest import Utterance, read_manifest, write_manifest
 
 
 def write(path, lines):

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from c2ser.data.manifest import BadInputError
-from c2ser.data.sft import EOD_ID, SFTDataModule
-from c2ser.models.prompts import STAGE1_PROMPT, STAGE2_PROMPT
-from c2ser.models.tokenizer import load_tokenizer
+from c2ser.core.errors import BadInputError
+from c2ser.core.prompts import STAGE1_PROMPT, STAGE2_PROMPT
+from c2ser.core.tokens import EOD_ID
+from c2ser.data.sft import SFTDataModule
+from c2ser.data.tokenizer import load_tokenizer
 
 STYLE = {"speed": "medium", "pitch": "low", "volume": "high"}
 
@@ -164,6 +165,7 @@ def test_on_the_fly_features(corpus):
 
 def test_on_the_fly_emotion2vec_s(corpus):
     """An Emotion2VecS model (tiny, random) as the extractor: its official utterance rows."""
+    from c2ser.inference.emotion2vec_s import Emotion2VecSFeatures, extract
     from c2ser.models.emotion2vec_s import Emotion2VecS, Emotion2VecSConfig
 
     conv = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
@@ -171,10 +173,10 @@ def test_on_the_fly_emotion2vec_s(corpus):
                              conv_pos_depth=1, conv_pos_width=5, conv_pos_groups=4)  # fmt: skip
     model = Emotion2VecS(cfg)
     manifest, _ = corpus
-    (batch,) = batches(make(manifest, ssl_extractor=model))
+    (batch,) = batches(make(manifest, ssl_extractor=Emotion2VecSFeatures(model)))
     assert batch["ssl"].shape == (4, 10, 768) and batch["ssl"].dtype == torch.float32
     i = batch["ids"].index("u0")
-    want = model.extract([str(manifest.parent / "u0.wav")], level="utterance")[0]
+    want = extract(model, [str(manifest.parent / "u0.wav")], level="utterance")[0]
     assert torch.allclose(batch["ssl"][i], torch.from_numpy(want))
 
 

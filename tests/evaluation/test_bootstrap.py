@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from c2ser.core.metrics import confusion_matrix, scores_from_confusion
 from c2ser.evaluation.bootstrap import (
     bootstrap_ci,
     paired_bootstrap,
     resample_counts,
     weighted_scores,
 )
-from c2ser.evaluation.metrics import confusion_matrix, scores_from_confusion
 
 
 def test_weighted_scores_match_the_confusion_matrix_scores():

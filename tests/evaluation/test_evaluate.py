@@ -16,9 +16,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from c2ser.data.manifest import BadInputError, Utterance
+from c2ser.core.errors import BadInputError
+from c2ser.core.labels import EMOTIONS
+from c2ser.data.manifest import Utterance
 from c2ser.evaluation.evaluate import EvalSet, check_inputs, run_evaluation, score_rows
-from c2ser.evaluation.metrics import EMOTIONS
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -294,7 +295,7 @@ def test_llm_judge_on_a_tiny_local_model(tmp_path):
     """judge_emotions runs a local HF causal LM; a random one answers nonsense -> None mostly,
     but every label is one of the 7 (or None), empty answers are None, duplicates agree."""
     from c2ser.evaluation.parse import judge_emotions
-    from c2ser.models.tokenizer import make_tiny_qwen2
+    from tests.factories import make_tiny_qwen2
 
     model = make_tiny_qwen2(tmp_path / "judge", hidden=32, layers=1, heads=2, kv_heads=1)
     texts = ["The speaker is happy.", "", None, "这条语音的情感为高兴", "The speaker is happy."]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from c2ser.evaluation.metrics import classification_report
+from c2ser.core.metrics import classification_report
 
 LABELS = ("a", "b", "c", "d")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from c2ser.evaluation.parse import parse_emotion
+from c2ser.core.parse import parse_emotion
 
 CASES = [
     # official outputs (spec §4)
@@ -100,9 +100,9 @@ def test_table_is_large_enough():
 @pytest.mark.parametrize("language", ["en", "zh"])
 def test_every_training_template_parses_to_its_emotion(language):
     """The parser reads back every Stage 1 / Stage 2 target the CoT templates can produce."""
+    from c2ser.core.labels import EMOTIONS
     from c2ser.data.cot import explicit_target, implicit_target, load_templates
     from c2ser.data.manifest import Utterance
-    from c2ser.evaluation.metrics import EMOTIONS
 
     n_phrasings = len(load_templates(language).explicit)
     text = "今天下雨了。" if language == "zh" else "It is raining today."

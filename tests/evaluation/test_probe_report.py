@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from c2ser.cli.main import main as cli
-from c2ser.data.manifest import BadInputError
-from c2ser.evaluation.metrics import classification_report, confusion_matrix
+from c2ser.core.errors import BadInputError
+from c2ser.core.metrics import classification_report, confusion_matrix
 from c2ser.evaluation.probe_report import aggregate, best_rows, load_jobs, write_probe_report
 
 LABELS = ["a", "b", "c", "d", "e"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from c2ser.data.manifest import BadInputError
-from c2ser.evaluation.metrics import EMOTIONS
+from c2ser.core.errors import BadInputError
+from c2ser.core.labels import EMOTIONS
 from c2ser.evaluation.scoring import compare_predictions, score_predictions
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from c2ser.evaluation.metrics import EMOTIONS
+from c2ser.core.labels import EMOTIONS
 from c2ser.evaluation.summary import demo_summary, summary_markdown, write_summary
 
 

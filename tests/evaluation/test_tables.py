@@ -9,10 +9,11 @@ import pytest
 import yaml
 
 from c2ser.cli.main import main as cli
+from c2ser.core.io import write_json_atomic
+from c2ser.core.labels import EMOTIONS
+from c2ser.core.metrics import classification_report
 from c2ser.evaluation.evaluate import KIND
-from c2ser.evaluation.metrics import EMOTIONS, classification_report
 from c2ser.evaluation.tables import load_run, write_tables
-from c2ser.utils.io import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 PAPER = REPO / "conf" / "paper" / "c2ser_reported.yaml"

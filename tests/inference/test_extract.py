@@ -11,12 +11,9 @@ import pytest
 import torch
 
 from c2ser.cli.main import main as cli
-from c2ser.inference.extract import (
-    extract_manifest,
-    is_valid_output,
-    load_emotion2vec_s,
-    make_extractor,
-)
+from c2ser.data.features import is_complete
+from c2ser.inference.emotion2vec_s import load_emotion2vec_s
+from c2ser.inference.extract import extract_manifest, make_extractor
 from c2ser.models.emotion2vec_s import Emotion2VecS, tiny_config
 
 TINY = ["--random-init", "--model", "tiny", "--no-progress"]
@@ -129,7 +126,7 @@ def test_killed_run_resumes_with_every_output_valid(corpus, tmp_path, capsys):
     again = load_all(out)
     assert sorted(again) == sorted(wavs)
     for k, x in again.items():
-        assert is_valid_output(out / f"{k}.npy", 64, None)
+        assert is_complete(out / f"{k}.npy", 64, None)
         np.testing.assert_allclose(x, reference[k], atol=1e-5)
 
 
@@ -181,7 +178,7 @@ def test_bad_batching_options_are_usage_errors(corpus, tmp_path, capsys, flag, v
 
 @pytest.mark.parametrize("native", [False, True])
 def test_warns_about_emulated_bf16_on_cpu(monkeypatch, native):
-    monkeypatch.setattr("c2ser.utils.hardware.cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr("c2ser.inference.hardware.cpu_has_native_bf16", lambda: native)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = load_emotion2vec_s(None, random_init=True, size="tiny", dtype="bfloat16")

@@ -10,9 +10,9 @@ import types
 import numpy as np
 import pytest
 
-from c2ser.data.manifest import BadInputError
+from c2ser.core.errors import BadInputError
+from c2ser.core.prompts import PARAPHRASES, STAGE1_PROMPT, STAGE2_PROMPT, prompt_for
 from c2ser.inference.generate import generation_kwargs, run_inference
-from c2ser.models.prompts import PARAPHRASES, STAGE1_PROMPT, STAGE2_PROMPT, prompt_for
 from tests.models.conftest import make_tiny_c2ser
 
 
@@ -146,7 +146,7 @@ def test_cli(tiny_dir, corpus, tmp_path, capsys, monkeypatch):
 
 
 def test_missing_model_or_features_dir_is_a_clear_error(tiny_dir, corpus, tmp_path):
-    from c2ser.data.manifest import BadInputError
+    from c2ser.core.errors import BadInputError
 
     with pytest.raises(BadInputError, match="Emotion2Vec-S"):
         run_inference(tiny_dir, corpus[0], tmp_path / "x.jsonl", progress=False, device="cpu")

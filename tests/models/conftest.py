@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from c2ser.core.tokens import EOD_ID
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
-from c2ser.models.tokenizer import EOD_ID, tiny_qwen2_config
+from tests.factories import tiny_qwen2_config
 
 TINY = dict(
     encoder_dim=64,

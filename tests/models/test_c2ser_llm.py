@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from c2ser.core.tokens import EOD_ID
 from c2ser.models.c2ser_llm import C2SER, OFFICIAL_GROUPS
-from c2ser.models.tokenizer import EOD_ID, make_tiny_qwen2
+from tests.factories import make_tiny_qwen2
 from tests.models.conftest import make_batch, make_tiny_c2ser
 
 KEYS = ("mel", "mel_mask", "ssl", "prompt_ids")
@@ -101,10 +102,10 @@ def test_inference_prompts_with_the_stage_asked_for(tmp_path, wav_file, monkeypa
     model are that prompt's, and Stage 1 and Stage 2 give different answers to the same audio."""
     import json
 
+    from c2ser.core.prompts import prompt_for
     from c2ser.data.manifest import Utterance
+    from c2ser.data.tokenizer import load_tokenizer
     from c2ser.inference.generate import run_inference
-    from c2ser.models.prompts import prompt_for
-    from c2ser.models.tokenizer import load_tokenizer
 
     utts = [Utterance(f"u{i}", str(wav_file(f"u{i}.wav", 0.6 + 0.2 * i, freq=150 + 90 * i)),
                       "happy", language="en") for i in range(2)]  # fmt: skip
@@ -316,7 +317,7 @@ def test_model_configs_compose_and_build(tmp_path):
 
 
 def test_official_prompts_verbatim():
-    from c2ser.models.prompts import STAGE1_PROMPT, STAGE2_PROMPT, prompt_for
+    from c2ser.core.prompts import STAGE1_PROMPT, STAGE2_PROMPT, prompt_for
 
     assert STAGE1_PROMPT == (
         "Please describe the speaking style, content, and the speaker's emotional state of this speech."

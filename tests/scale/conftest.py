@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from c2ser.evaluation.metrics import EMOTIONS
+from c2ser.core.labels import EMOTIONS
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from c2ser.utils.checkpoint_io import AtomicCheckpointIO
+from c2ser.tasks.checkpoint_io import AtomicCheckpointIO
 from tests.scale.conftest import (
     C2SER_RESUMABLE,
     REPO,

@@ -114,7 +114,7 @@ def test_lora_trainable_weights_export_reload_and_resume_under_zero(tmp_path, st
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     from safetensors.torch import load_file
 
-    from c2ser.models.tokenizer import make_tiny_qwen2
+    from tests.factories import make_tiny_qwen2
     from tests.scale.zero_lora_job import batch, loss_of, tiny_model
 
     make_tiny_qwen2(tmp_path / "qwen2", hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64)

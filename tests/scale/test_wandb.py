@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
-from c2ser.utils.wandb_callbacks import WandbMedia
+from c2ser.tasks.wandb_callbacks import WandbMedia
 from tests.scale.conftest import REPO, run_train
 
 SWEEPS = sorted((REPO / "conf" / "sweeps").glob("*.yaml"))

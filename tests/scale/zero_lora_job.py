@@ -24,8 +24,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from c2ser.core.tokens import EOD_ID
 from c2ser.models.c2ser_llm import C2SER
-from c2ser.models.tokenizer import EOD_ID
 from c2ser.tasks.cot_sft import CotSFTTask
 from c2ser.tasks.strategies import PortableDeepSpeedStrategy, full_parameters
 

@@ -10,9 +10,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from c2ser.data.sft import EOD_ID, SFTDataModule
+from c2ser.core.tokens import EOD_ID
+from c2ser.data.sft import SFTDataModule
+from c2ser.data.tokenizer import load_tokenizer
 from c2ser.models.c2ser_llm import C2SER
-from c2ser.models.tokenizer import load_tokenizer, make_tiny_qwen2, tiny_qwen2_config
 from c2ser.tasks.cot_sft import (
     CotSFTTask,
     linear_decay,
@@ -20,6 +21,7 @@ from c2ser.tasks.cot_sft import (
     load_weights,
     warmup_lr,
 )
+from tests.factories import make_tiny_qwen2, tiny_qwen2_config
 
 REPO = Path(__file__).resolve().parents[2]
 # initializer_range 0.2: a frozen random LM head at Qwen's 0.02 is too flat to fit any target

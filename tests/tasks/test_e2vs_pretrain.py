@@ -16,8 +16,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
+from c2ser.core.labels import EMOTIONS
 from c2ser.data.pretrain import MixedBatchSampler, PretrainDataModule
-from c2ser.evaluation.metrics import EMOTIONS
+from c2ser.inference.emotion2vec_s import extract
 from c2ser.models.emotion2vec_s import Emotion2VecS, tiny_config
 from c2ser.tasks.e2vs_pretrain import (
     Emotion2VecSPretrainTask,
@@ -203,7 +204,7 @@ def test_train_py_runs_and_writes_an_extractable_model(tmp_path):
     metrics = train(cfg)
     assert np.isfinite(metrics["val/loss_frame"]) and np.isfinite(metrics["train/loss_frame"])
     model = Emotion2VecS.from_pretrained(tmp_path / "run" / "emotion2vec_s")
-    assert model.extract([np.zeros(8000, dtype=np.float32)])[0].shape == (24, 64)
+    assert extract(model, [np.zeros(8000, dtype=np.float32)])[0].shape == (24, 64)
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from c2ser.cli.main import main as cli
+from c2ser.core.metrics import scores_from_confusion
 from c2ser.data.batching import pad_batch
-from c2ser.evaluation.metrics import scores_from_confusion
 from c2ser.models.probe import ProbeHead
 from c2ser.tasks.probe import ProbeTask, emobox_lr_factor
 

@@ -31,6 +31,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from c2ser.core.errors import BadInputError
+from c2ser.core.io import atomic_write_bytes
+from c2ser.core.labels import EMOTIONS
 from c2ser.data.audio import SAMPLE_RATE
 from c2ser.data.demo.prosody import (
     EMOTION_PROSODY,
@@ -40,10 +43,8 @@ from c2ser.data.demo.prosody import (
     make_speakers,
     utterance_prosody,
 )
-from c2ser.data.manifest import BadInputError, Utterance, relativize, write_manifest
+from c2ser.data.manifest import Utterance, relativize, write_manifest
 from c2ser.data.style import assign_bins, measure_style, rounded
-from c2ser.evaluation.metrics import EMOTIONS
-from c2ser.utils.io import atomic_write_bytes
 
 RENDER_VERSION = 2  # bump when _render's output changes for the same arguments
 EMOTION_TEXT_SHARE = 0.3  # share of an emotion's utterances that use an emotion-bearing sentence

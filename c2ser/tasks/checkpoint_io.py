@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,13 +22,13 @@ import torch
 from lightning_fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+from c2ser.core.io import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to ``.<name>.<random>.tmp`` beside the target, fsync, ``os.replace``, fsync
-    the directory. Remote (``scheme://``) paths fall back to Lightning's writer."""
+    """``torch.save`` through :func:`c2ser.core.io.atomic_write` (temporary file beside the
+    target, fsync, ``os.replace``, fsync of the directory). Remote (``scheme://``) paths fall
+    back to Lightning's writer."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
@@ -40,24 +38,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "://" in str(path):
             super().save_checkpoint(checkpoint, path)
             return
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 -> what a plain open() would give
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        atomic_write(path, lambda f: torch.save(checkpoint, f), sync_dir=True)
 
 
 class RNGStateCheckpoint(pl.Callback):
