@@ -28,14 +28,14 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from c2ser.convert.safe_pickle import load_checkpoint
-from c2ser.models.c2ser_llm import C2SER, CONFIG_FILE, LLM_SUBDIR, WEIGHTS_FILE, C2SERConfig
+from c2ser.models.c2ser_llm import C2SER, C2SERConfig
+from c2ser.models.checkpoint import LLM_SUBDIR, config_dict, is_base_llm_key, write_model_files
 
 LLM_PREFIX = "llama_model.base_model.model."
 DROPPED = re.compile(r"^(embed_tokens\.weight|lm_head\.weight|ln_speech\..*|speaker_head\..*)$")
@@ -102,23 +102,17 @@ def convert(
     mapped = _map_keys(state, int(yaml_cfg.get("speech_token_num", 4097)))
     _check(state, mapped, cfg)
 
-    from safetensors.torch import save_file
-
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent.resolve()))
 
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model dir is not
     try:
         to = getattr(torch, dtype)
         speech = {
-            k: _fetch(state, src).to(to).contiguous()
-            for k, src in mapped.items()
-            if not k.startswith("llm.") or "lora_" in k
+            k: _fetch(state, src).to(to) for k, src in mapped.items() if not is_base_llm_key(k)
         }
-        save_file(speech, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        write_model_files(tmp, config_dict(cfg, llm_path=LLM_SUBDIR, llm_config=None), speech)
         del speech
         _write_llm(state, mapped, llm_config, tmp / LLM_SUBDIR, to)
-        saved = {**asdict(cfg), "llm_path": LLM_SUBDIR, "llm_config": None}
-        (tmp / CONFIG_FILE).write_text(json.dumps(saved, indent=2) + "\n")
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

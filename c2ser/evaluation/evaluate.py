@@ -55,6 +55,7 @@ from c2ser.evaluation.cot_score import score_cot
 from c2ser.evaluation.parse import judge_emotions
 from c2ser.evaluation.scoring import Parser, row_language, score_rows
 from c2ser.evaluation.stability import plot_stability, stability_report
+from c2ser.models.checkpoint import CONFIG_FILE, read_config
 
 KIND = "c2ser-evaluation"  # marks our metrics.json (train runs write a metrics.json too)
 SHOW_MISSING = 10
@@ -172,9 +173,8 @@ def system_info(checkpoint: str | Path | None) -> dict[str, Any]:
         return {}
     ckpt = Path(checkpoint)
     info: dict[str, Any] = {"checkpoint": str(ckpt)}
-    config = ckpt / "config.json"
-    if config.is_file():
-        model = json.loads(config.read_text(encoding="utf-8"))
+    if (ckpt / CONFIG_FILE).is_file():
+        model = read_config(ckpt)
         info.update({k: model[k] for k in ("use_ssl", "use_whisper") if k in model})
     train_cfg = ckpt.parent / ".hydra" / "config.yaml"
     if train_cfg.is_file():

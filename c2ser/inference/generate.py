@@ -62,6 +62,7 @@ from c2ser.data.mel import log_mel
 from c2ser.data.tokenizer import load_tokenizer
 from c2ser.inference.runner import RunSummary, run_or_retry_singly
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
+from c2ser.models.checkpoint import CONFIG_FILE, from_pretrained
 
 DECODING: dict[str, dict[str, Any]] = {
     "greedy": dict(num_beams=1, do_sample=False),
@@ -103,7 +104,7 @@ def run_inference(
 
     Args:
         model: a loaded :class:`C2SER` (used on its own device) or a directory for
-            :meth:`C2SER.from_pretrained` (``model_overrides`` go to it, e.g.
+            :func:`c2ser.models.checkpoint.from_pretrained` (``model_overrides`` go to it, e.g.
             ``llm_dtype="float32"``), loaded on ``device`` (default: cuda when available).
         manifest: jsonl / wav.scp path (bad lines are reported as failed) or utterances.
         features: directory of Emotion2Vec-S ``<id>.npy`` files, (>= 10, 768) each; required
@@ -119,10 +120,10 @@ def run_inference(
     if isinstance(model, C2SER):
         device = next(model.parameters()).device
     else:
-        if not (Path(model) / "config.json").is_file():
-            raise BadInputError(f"{model}: not a c2ser model directory (no config.json)")
+        if not (Path(model) / CONFIG_FILE).is_file():
+            raise BadInputError(f"{model}: not a c2ser model directory (no {CONFIG_FILE})")
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        model = C2SER.from_pretrained(model, device=device, **model_overrides)
+        model = from_pretrained(model, device=device, **model_overrides)
     model.eval()
     if model.config.use_ssl and (features is None or not Path(features).is_dir()):
         raise BadInputError(

@@ -30,11 +30,10 @@ embeddings are cast to it (no reliance on autocast).
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,6 @@ from c2ser.models.speech_encoder import SpeechEncoder, encoder_config
 OFFICIAL_GROUPS = ("encoder", "downsampler", "connector", "projection", "speech_embeddings", "lora")
 PARAM_GROUPS = (*OFFICIAL_GROUPS, "llm")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj")
-CONFIG_FILE, WEIGHTS_FILE, LLM_SUBDIR = "config.json", "model.safetensors", "llm"
 
 
 @dataclass
@@ -130,6 +128,8 @@ class C2SER(nn.Module):
             )
         )  # fmt: skip
         if cfg.encoder_init:
+            from c2ser.models.checkpoint import load_whisper_encoder
+
             load_whisper_encoder(self.encoder, cfg.encoder_init)
         self.downsampler = Downsampler(d)
         self.ssl_proj = nn.Linear(cfg.ssl_dim, d) if cfg.use_ssl and cfg.ssl_dim > d else None
@@ -143,7 +143,7 @@ class C2SER(nn.Module):
         self.speech_embed = nn.Embedding(2, hidden)  # official speech_token_emded rows 4097, 4098
         nn.init.normal_(self.speech_embed.weight, std=0.02)  # LLM embedding scale, not N(0, 1)
         if cfg.gradient_checkpointing:
-            for module in (self.encoder, self._base_llm()):
+            for module in (self.encoder, self.base_llm()):
                 _enable_checkpointing(module)
         self.set_trainable(cfg.trainable)
 
@@ -286,7 +286,7 @@ class C2SER(nn.Module):
         """
         speech, lengths = self.encode_speech(mel, mel_mask, ssl)
         embeds, mask, position_ids, labels = self.assemble(speech, lengths, prompt_ids, target_ids)
-        base = self._base_llm()
+        base = self.base_llm()
         hidden = base.model(
             inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state
@@ -347,7 +347,8 @@ class C2SER(nn.Module):
         return result
 
     # ----------------------------------------------------------------- persistence
-    def _base_llm(self) -> nn.Module:
+    def base_llm(self) -> nn.Module:
+        """The causal LM without its LoRA wrapper."""
         return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
 
     @property
@@ -355,88 +356,26 @@ class C2SER(nn.Module):
         """Whether the base LLM itself is fine-tuned (the ``llm`` group)."""
         return "llm" in self.config.trainable
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Everything except a frozen base LLM: the whole speech side (small, and needed to
-        rebuild the model whatever was frozen) plus LoRA, plus the base LLM when it trains."""
-        state = self.state_dict()
-        return (
-            state
-            if self.trains_llm
-            else {k: v for k, v in state.items() if not _is_base_llm_key(k)}
-        )
-
-    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Inverse of :meth:`trainable_state_dict`; fails loudly on missing or unexpected keys."""
-        expected = set(self.trainable_state_dict())
-        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-        if missing or unexpected:
-            raise KeyError(
-                f"checkpoint mismatch: missing {missing[:8]}, unexpected {unexpected[:8]}"
-            )
-        self.load_state_dict(state, strict=False)
-
     def save_pretrained(self, out_dir: str | os.PathLike, trainable_only: bool = True) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (speech side + LoRA).
+        """Write a model directory: :func:`c2ser.models.checkpoint.save_pretrained`."""
+        from c2ser.models import checkpoint
 
-        The base LLM is referenced by its path; it is written once into ``out_dir/llm`` when it
-        has no path (random ``llm_config``), when it was fine-tuned (``llm`` group) or when
-        ``trainable_only=False``. The safetensors file never repeats it.
-        """
-        from safetensors.torch import save_file
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        cfg = asdict(self.config)
-        if self.config.llm_path is None or self.trains_llm or not trainable_only:
-            save_base_llm(self._base_llm(), out / LLM_SUBDIR)
-            cfg.update(llm_path=LLM_SUBDIR, llm_config=None)
-        else:
-            cfg["llm_path"] = str(Path(self.config.llm_path).resolve())
-        state = {
-            k: v.detach().contiguous().cpu()
-            for k, v in self.state_dict().items()
-            if not _is_base_llm_key(k)
-        }
-        save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
-        (out / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
-        return out
+        return checkpoint.save_pretrained(self, out_dir, trainable_only)
 
     @classmethod
     def from_pretrained(
         cls, model_dir: str | os.PathLike, device: str | torch.device | None = None, **overrides
     ) -> C2SER:
-        """Load a directory written by :meth:`save_pretrained` or ``c2ser convert c2ser-llm``.
+        """Load a model directory: :func:`c2ser.models.checkpoint.from_pretrained`."""
+        from c2ser.models import checkpoint
 
-        ``overrides`` replace config fields (e.g. ``llm_dtype="float32"``, ``llm_path=...``).
-        A relative ``llm_path`` is resolved against ``model_dir``.
-        """
-        from safetensors.torch import load_file
-
-        model_dir = Path(model_dir)
-        if not (model_dir / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{model_dir}: no {CONFIG_FILE}; not a c2ser model directory")
-        raw = json.loads((model_dir / CONFIG_FILE).read_text())
-        known = {f.name for f in fields(C2SERConfig)}
-        cfg = {k: v for k, v in raw.items() if k in known} | overrides
-        if cfg.get("llm_path") and not Path(cfg["llm_path"]).is_absolute():
-            cfg["llm_path"] = str(model_dir / cfg["llm_path"])
-        cfg["encoder_init"] = None  # the saved weights hold the whole speech side
-        model = cls(C2SERConfig(**cfg))
-        state = load_file(str(model_dir / WEIGHTS_FILE))
-        if model.trains_llm:  # the fine-tuned base LLM came from model_dir/llm
-            state |= {k: v for k, v in model.state_dict().items() if _is_base_llm_key(k)}
-        model.load_trainable_state_dict(state)
-        return model.to(device) if device is not None else model
+        return checkpoint.from_pretrained(model_dir, device, **overrides)
 
 
 def _enable_checkpointing(model: nn.Module) -> None:
     """Non-reentrant activation checkpointing (works when only LoRA or only adapters train)."""
     enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x
     (enable or model.gradient_checkpointing_enable)({"use_reentrant": False})
-
-
-def _is_base_llm_key(key: str) -> bool:
-    return key.startswith("llm.") and "lora_" not in key
 
 
 def _load_llm(cfg: C2SERConfig) -> nn.Module:
@@ -472,40 +411,3 @@ def _load_llm(cfg: C2SERConfig) -> nn.Module:
     with warnings.catch_warnings():  # peft still asks for a name transformers 5 deprecates
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
         return get_peft_model(llm, lora)
-
-
-def save_base_llm(llm: nn.Module, out_dir: str | os.PathLike) -> Path:
-    """Write the base weights of a (possibly LoRA-wrapped) causal LM as a HF directory."""
-    from safetensors.torch import save_file
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {
-        k.replace(".base_layer", ""): v.detach().contiguous().cpu()
-        for k, v in llm.state_dict().items()
-        if "lora_" not in k
-    }
-    if llm.config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
-    llm.config.save_pretrained(out)
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
-    return out
-
-
-def load_whisper_encoder(encoder: SpeechEncoder, whisper_dir: str | os.PathLike) -> None:
-    """Copy the encoder of a transformers Whisper directory (safetensors) into ``encoder``."""
-    from safetensors import safe_open
-
-    path = Path(whisper_dir) / "model.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found; convert a Whisper model first, e.g. "
-            f"`c2ser convert whisper-ct2 {whisper_dir}` for the bundled tiny.en"
-        )
-    state = {}
-    with safe_open(str(path), "pt") as f:
-        for key in f.keys():  # noqa: SIM118 (safe_open is not a Mapping)
-            for prefix in ("model.encoder.", "encoder."):
-                if key.startswith(prefix):
-                    state[key[len(prefix) :]] = f.get_tensor(key)
-    encoder.load_state_dict(state, strict=True)

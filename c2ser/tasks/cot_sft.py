@@ -16,12 +16,11 @@ this task optimises every parameter that requires grad with the official recipe:
 * clipping, accumulation and precision (bf16-mixed on GPU) come from the trainer config;
   activation checkpointing of the encoder and the LLM is ``model.gradient_checkpointing=true``.
 
-Checkpoints hold only what cannot be rebuilt from the config: the model's
-:meth:`~c2ser.models.c2ser_llm.C2SER.trainable_state_dict` (speech side + LoRA, plus the base
-LLM when it trains; the whole model when the base LLM is random, i.e. has no ``llm_path``) and the
-resolved model config. At the end of ``fit`` the model is exported with ``save_pretrained`` to
-``export_dir`` (default ``<run>/model``), the directory ``c2ser infer --checkpoint`` and Stage 2's
-``init_from`` read. :func:`export_checkpoint` exports any ``.ckpt`` the same way.
+Checkpoints hold only what cannot be rebuilt from the config, by the rules of
+:mod:`c2ser.models.checkpoint` (speech side + LoRA, plus the base LLM when it trains; the whole
+model when the base LLM is random, i.e. has no ``llm_path``) and the resolved model config. At the
+end of ``fit`` the model is exported as a model directory to ``export_dir`` (default
+``<run>/model``), the directory ``c2ser infer --checkpoint`` and Stage 2's ``init_from`` read.
 
 Validation reports the teacher-forced loss and, for the first ``val_generate`` utterances of each
 rank, greedy answers parsed for an emotion: ``val/parse_rate``, ``val/acc`` and
@@ -32,16 +31,21 @@ table (:class:`~c2ser.tasks.wandb_callbacks.WandbMedia`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from c2ser.models.checkpoint import (
+    check_lightning_state,
+    config_dict,
+    lightning_state,
+    load_weights,
+    save_pretrained,
+)
 from c2ser.tasks.strategies import gather_unique
 
 log = logging.getLogger(__name__)
@@ -220,17 +224,12 @@ class CotSFTTask(pl.LightningModule):
 
     # ------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        keep = {f"model.{k}" for k in checkpoint_keys(self.model)}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
-        checkpoint["c2ser_config"] = dataclasses.asdict(self.model.config)
+        checkpoint["state_dict"] = lightning_state(self.model, checkpoint["state_dict"])
+        checkpoint["c2ser_config"] = config_dict(self.model.config)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "state_dict" not in checkpoint:  # DeepSpeed restores the weights from its own files
-            return
-        need = {f"model.{k}" for k in self.model.trainable_state_dict()}
-        missing = sorted(need - set(checkpoint["state_dict"]))
-        if missing:
-            raise KeyError(f"checkpoint lacks {len(missing)} model weights, e.g. {missing[:4]}")
+        if "state_dict" in checkpoint:  # DeepSpeed restores the weights from its own files
+            check_lightning_state(self.model, checkpoint["state_dict"])
 
     def on_fit_end(self) -> None:
         if not self.hparams.export_dir:
@@ -239,58 +238,6 @@ class CotSFTTask(pl.LightningModule):
 
         with full_parameters(self.model):  # ZeRO-3 shards -> whole weights (every rank enters)
             if self.trainer.is_global_zero:
-                out = self.model.save_pretrained(self.hparams.export_dir)
+                out = save_pretrained(self.model, self.hparams.export_dir)
                 log.info("exported the trained model to %s", out)
                 print(f"exported model: {out}")
-
-
-def checkpoint_keys(model: nn.Module) -> list[str]:
-    """State-dict keys a checkpoint must hold to rebuild ``model`` from its config: the trainable
-    state, or everything when the base LLM is random (it exists nowhere else)."""
-    if getattr(model.config, "llm_path", None) is None:
-        return list(model.state_dict())
-    return list(model.trainable_state_dict())
-
-
-def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load an exported model dir (``save_pretrained``) or a Lightning ``.ckpt`` into ``model``.
-
-    Missing or unexpected keys fail loudly. A base LLM saved with the source (random, i.e. no
-    ``llm_path``, or fine-tuned through the ``llm`` group) is taken from it too, so Stage 2
-    continues the very model Stage 1 trained.
-    """
-    path = Path(path)
-    if path.is_dir():
-        from c2ser.models.c2ser_llm import C2SER, LLM_SUBDIR
-
-        if getattr(model.config, "llm_path", None) is None or (path / LLM_SUBDIR).is_dir():
-            overrides = {f.name: getattr(model.config, f.name) for f in _runtime_fields(model)}
-            model.load_state_dict(C2SER.from_pretrained(path, **overrides).state_dict())
-        else:
-            from safetensors.torch import load_file
-
-            model.load_trainable_state_dict(load_file(str(path / "model.safetensors")))
-        return
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: init_from is neither a model directory nor a .ckpt")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
-    if getattr(model.config, "llm_path", None) is None:
-        model.load_state_dict(state)
-    else:
-        model.load_trainable_state_dict(
-            {k: v for k, v in state.items() if k in set(model.trainable_state_dict())}
-        )
-
-
-def _runtime_fields(model: nn.Module) -> list[dataclasses.Field]:
-    """Config fields that may differ between the saved model and this run without changing
-    weights' shapes (dtype, attention kernel, checkpointing, trainable set, dropout)."""
-    names = {"llm_dtype", "attn_implementation", "gradient_checkpointing", "trainable", "dropout"}
-    return [f for f in dataclasses.fields(model.config) if f.name in names]
-
-
-def export_checkpoint(ckpt_path: str | Path, model: nn.Module, out_dir: str | Path) -> Path:
-    """Write the weights of a Lightning ``.ckpt`` as a ``save_pretrained`` directory."""
-    load_weights(model, ckpt_path)
-    return model.save_pretrained(out_dir)

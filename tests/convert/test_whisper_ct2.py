@@ -74,7 +74,7 @@ def test_transcribes_espeak_english(whisper_dir):
 def test_c2ser_encoder_loads_the_converted_weights(whisper_dir):
     from transformers import WhisperForConditionalGeneration
 
-    from c2ser.models.c2ser_llm import load_whisper_encoder
+    from c2ser.models.checkpoint import load_whisper_encoder
     from c2ser.models.speech_encoder import SpeechEncoder, encoder_config
 
     encoder = SpeechEncoder(encoder_config(384, 4, 6, 1536, dropout=0.0)).eval()

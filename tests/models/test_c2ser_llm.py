@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from c2ser.core.tokens import EOD_ID
 from c2ser.models.c2ser_llm import C2SER, OFFICIAL_GROUPS
+from c2ser.models.checkpoint import trainable_state
 from tests.factories import make_tiny_qwen2
 from tests.models.conftest import make_batch, make_tiny_c2ser
 
@@ -211,7 +212,7 @@ def test_fine_tuned_base_llm_is_saved_and_restored(tmp_path):
     model.set_trainable([*OFFICIAL_GROUPS, "llm"])
     model(*_inputs(batch), batch["target_ids"]).loss.backward()
     assert all(p.grad is not None for p in model.param_groups()["llm"])
-    assert set(model.trainable_state_dict()) == set(model.state_dict())
+    assert set(trainable_state(model)) == set(model.state_dict())
     with torch.no_grad():  # stand-in for an optimiser step on the base LLM
         for p in model.param_groups()["llm"]:
             p.add_(0.01 * torch.randn_like(p))
@@ -247,7 +248,7 @@ def test_save_and_load_roundtrip(tmp_path):
     torch.testing.assert_close(
         again(*_inputs(batch), batch["target_ids"], return_logits=True).logits, ref
     )
-    assert not any(k.startswith("llm.") and "lora_" not in k for k in model.trainable_state_dict())
+    assert not any(k.startswith("llm.") and "lora_" not in k for k in trainable_state(model))
 
     qwen = make_tiny_qwen2(tmp_path / "qwen2")
     model = make_tiny_c2ser(scramble=False, llm_config=None, llm_path=str(qwen)).eval()

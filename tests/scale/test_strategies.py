@@ -17,6 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from pytorch_lightning.strategies import DDPStrategy
 
+from c2ser.models.checkpoint import load_trainable_state, trainable_state
 from c2ser.tasks.strategies import PortableDeepSpeedStrategy, full_parameters
 from tests.scale.conftest import REPO, run_train, sft_corpus
 
@@ -125,7 +126,7 @@ def test_lora_trainable_weights_export_reload_and_resume_under_zero(tmp_path, st
     exported = torch.load(tmp_path / "exported.pt")
     fresh = tiny_model(tmp_path / "qwen2").eval()
     assert {k: v.shape for k, v in exported.items()} == {
-        k: v.shape for k, v in fresh.trainable_state_dict().items()
+        k: v.shape for k, v in trainable_state(fresh).items()
     }
     assert all(exported[k].abs().sum() > 0 for k in exported if "lora_B" in k)  # LoRA B starts at 0
     consolidated = get_fp32_state_dict_from_zero_checkpoint(tmp_path / "ckpt", tag="checkpoint")
@@ -135,7 +136,7 @@ def test_lora_trainable_weights_export_reload_and_resume_under_zero(tmp_path, st
     for key, value in exported.items():
         torch.testing.assert_close(task_export[key], value, rtol=0, atol=0)
 
-    fresh.load_trainable_state_dict(exported)
+    load_trainable_state(fresh, exported)
     assert loss_of(fresh, batch(99)) == pytest.approx(result["loss"], abs=1e-5)
     reloaded = json.loads((tmp_path / "reloaded.json").read_text())["loss"]
     assert reloaded == pytest.approx(result["loss"], abs=1e-6)

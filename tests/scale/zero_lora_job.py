@@ -26,6 +26,7 @@ import torch
 
 from c2ser.core.tokens import EOD_ID
 from c2ser.models.c2ser_llm import C2SER
+from c2ser.models.checkpoint import load_trainable_state, trainable_state
 from c2ser.tasks.cot_sft import CotSFTTask
 from c2ser.tasks.strategies import PortableDeepSpeedStrategy, full_parameters
 
@@ -93,7 +94,7 @@ def main(out: Path, stage: int, devices: int) -> None:
     # ZeRO-3 leaves only empty placeholders outside forward; a plain state_dict() would save them
     partitioned = any(p.data.numel() == 0 for p in model.parameters())
     with full_parameters(model):  # collective: every rank enters
-        state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
+        state = {k: v.detach().clone() for k, v in trainable_state(model).items()}
     loss = loss_of(model, batch(99))  # ZeRO-3 hooks gather each layer in forward
     if rank0:
         torch.save(state, out / "exported.pt")
@@ -105,7 +106,7 @@ def main(out: Path, stage: int, devices: int) -> None:
             for p in model.parameters():
                 if p.requires_grad:
                     p.data.zero_()
-            model.load_trainable_state_dict(torch.load(out / "exported.pt"))
+            load_trainable_state(model, torch.load(out / "exported.pt"))
     reloaded = loss_of(model, batch(99))
     if rank0:
         (out / "reloaded.json").write_text(json.dumps({"loss": reloaded}))

@@ -14,11 +14,11 @@ from c2ser.core.tokens import EOD_ID
 from c2ser.data.sft import SFTDataModule
 from c2ser.data.tokenizer import load_tokenizer
 from c2ser.models.c2ser_llm import C2SER
+from c2ser.models.checkpoint import load_weights, trainable_state
 from c2ser.tasks.cot_sft import (
     CotSFTTask,
     linear_decay,
     linear_warmup,
-    load_weights,
     warmup_lr,
 )
 from tests.factories import make_tiny_qwen2, tiny_qwen2_config
@@ -188,7 +188,7 @@ def test_checkpoint_export_and_load_round_trip(tmp_path, wav_file):
     ckpt_path = next((tmp_path / "checkpoints").glob("*.ckpt"))
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     keys = {k.removeprefix("model.") for k in ckpt["state_dict"]}
-    assert keys == set(task.model.trainable_state_dict())
+    assert keys == set(trainable_state(task.model))
     assert not any(k.startswith("llm.") and "lora_" not in k for k in keys)
     assert ckpt["c2ser_config"]["encoder_dim"] == 32
 
