@@ -13,9 +13,6 @@ template CoT (``--on-mismatch template``, default; needs the style attributes), 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
-from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,61 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def make_distill_manifest(
-    checkpoint: str | Path,
-    manifest: str | Path,
-    out: str | Path,
-    features: str | None = None,
-    audio_root: str | None = None,
-    on_mismatch: str = "template",
-    batch_size: int = 8,
-    decoding: str = "greedy",
-    max_new_tokens: int = 200,
-    seed: int = 0,
-    device: str | None = None,
-    progress: bool = True,
-    **model_overrides: Any,
-) -> dict[str, int]:
-    """The command as a function; returns counts by ``cot_source`` plus ``skipped``."""
-    from c2ser.core.errors import SkipReport
-    from c2ser.core.parse import parse_emotion
-    from c2ser.data.manifest import read_manifest, relativize, write_manifest
-    from c2ser.inference.generate import run_inference
-    from c2ser.tasks.distill import merge_teacher_outputs
-
-    out = Path(out)
-    report = SkipReport()
-    utts = read_manifest(manifest, audio_root, skip_bad=True, report=report)
-    teacher_file = out.with_name(out.name + ".teacher.jsonl")
-    summary = run_inference(
-        checkpoint,
-        utts,
-        teacher_file,
-        stage=1,
-        features=features,
-        batch_size=batch_size,
-        decoding=decoding,
-        seed=seed,
-        device=device,
-        max_new_tokens=max_new_tokens,
-        parse=parse_emotion,
-        progress=progress,
-        **model_overrides,
-    )
-    for line in summary.failed.items:
-        print(f"failed: {line}")
-    teacher = {}
-    for line in teacher_file.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        teacher[str(row["index"])] = row
-    kept, counts = merge_teacher_outputs(utts, teacher, on_mismatch, seed, report=report)
-    for line in report.items:
-        print(f"skip: {line}")
-    write_manifest(out, relativize(kept, out.resolve().parent))
-    return {**counts, "skipped": len(report)}
-
-
 def run(args: argparse.Namespace) -> int:
+    from c2ser.inference.distill_targets import make_distill_manifest
+
     overrides = {"llm_dtype": args.dtype} if args.dtype else {}
     counts = make_distill_manifest(
         args.checkpoint,

@@ -35,7 +35,6 @@ stage), which ``c2ser report`` uses to name systems and ablations.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ import numpy as np
 
 from c2ser.core.errors import BadInputError
 from c2ser.core.figures import plot_confusion
-from c2ser.core.io import atomic_write_text, write_json_atomic, write_jsonl_atomic
+from c2ser.core.io import atomic_write_text, read_jsonl, write_json_atomic, write_jsonl_atomic
 from c2ser.core.labels import EMOTIONS
 from c2ser.core.parse import parse_emotion
 from c2ser.data.manifest import Utterance, read_manifest
@@ -145,25 +144,6 @@ def check_inputs(
             f"First missing: {missing[0]}"
         )
     return kept, missing
-
-
-def read_results(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a results jsonl (``c2ser infer`` / :func:`run_inference` output)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"{path}: predictions file not found")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInputError(f"{path}:{n}: malformed JSON ({e.msg})") from None
-        if not isinstance(row, dict) or "index" not in row:
-            raise BadInputError(f"{path}:{n}: expected an object with an 'index'")
-        rows.append(row)
-    return rows
 
 
 def system_info(checkpoint: str | Path | None) -> dict[str, Any]:
@@ -326,8 +306,8 @@ def _infer(
         batch_size=cfg.batch_size, decoding=decoding, seed=seed, device=cfg.get("device"),
         max_new_tokens=cfg.max_new_tokens, parse=parse_emotion, **options, **overrides,
     )  # fmt: skip
-    errors = dict(item.split(": ", 1) for item in summary.failed.items)
-    done = {str(r["index"]): r for r in read_results(out)} if out.exists() else {}
+    errors = summary.failed.reasons_by_where()
+    done = {str(r["index"]): r for r in read_jsonl(out)} if out.exists() else {}
     return [
         done.get(u.id)
         or {
@@ -359,7 +339,7 @@ def run_evaluation(cfg: Any) -> dict[str, Any]:
                 "stability.runs/prompts > 1 decode again and need checkpoint=...; to score "
                 "existing sampled outputs give stability.predictions=[run1.jsonl,run2.jsonl,...]"
             )
-        rows = read_results(cfg.predictions)
+        rows = read_jsonl(cfg.predictions)
         references = dataset.references() or []
         source = f"predictions {cfg.predictions}"
     else:
@@ -424,7 +404,7 @@ def _stability(
     st = cfg.stability
     prompts = None
     if st.get("predictions"):
-        runs_rows = [read_results(p) for p in st.predictions]
+        runs_rows = [read_jsonl(p) for p in st.predictions]
         decoding = f"{len(runs_rows)} given prediction files"
     elif _stability_decodings(cfg) > 1 and utts is not None:
         from c2ser.inference.generate import DECODING

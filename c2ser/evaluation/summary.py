@@ -27,20 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from c2ser.core.errors import BadInputError
 from c2ser.core.figures import plot_confusion
-from c2ser.core.io import atomic_write_text, write_json_atomic
+from c2ser.core.io import atomic_write_text, read_jsonl, write_json_atomic
 from c2ser.core.labels import EMOTIONS
 from c2ser.evaluation.scoring import compare_predictions, score_predictions
 
 STABILITY_KEYS = ("ua_std", "flip_rate", "fleiss_kappa", "invalid_rate")
 COT_KEYS = ("style_acc", "transcript_similarity")
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise BadInputError(f"{path}: not found (did that run finish?)")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def _evaluation_system(run_dir: Path) -> tuple[str, list[dict], dict[str, Any]]:

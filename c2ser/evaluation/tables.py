@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from c2ser.core.errors import BadInputError
-from c2ser.evaluation.evaluate import KIND, PREDICTIONS, read_results
+from c2ser.core.io import read_jsonl
+from c2ser.evaluation.evaluate import KIND, PREDICTIONS
 from c2ser.evaluation.scoring import compare_predictions
 
 STAGE_NAMES = {1: "C2SER Explicit (Stage 1)", 2: "C2SER Implicit (Stage 2)"}
@@ -70,7 +71,7 @@ class RunResult:
     def predictions(self) -> list[dict[str, Any]] | None:
         """The run's per-utterance labels (``predictions.jsonl``), if it wrote them."""
         path = self.run_dir / PREDICTIONS
-        return read_results(path) if path.is_file() else None
+        return read_jsonl(path) if path.is_file() else None
 
 
 def ablation_of(stage: int, info: dict[str, Any]) -> str:

@@ -11,25 +11,19 @@ configurable: ``explicit_start`` -> ``explicit_end`` over ``decay_steps`` optimi
 The datamodule (``stage=2, keep_explicit=true``) carries both pairs of every utterance; this task
 draws, per sample (or per batch: ``per: batch``, the paper's wording), which one to train on.
 The explicit targets are the manifest's ``cot_target``: template CoT, or the Stage 1 model's own
-answers written by ``c2ser distill-targets`` (the teacher-generated variant). The draws are seeded
+answers written by ``c2ser distill-targets`` (the teacher-generated variant,
+:mod:`c2ser.inference.distill_targets`). The draws are seeded
 by (seed, step, batch index, rank), so a resumed run repeats them.
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from c2ser.core.errors import BadInputError, SkipReport
-from c2ser.data.cot import explicit_target, implicit_target
-from c2ser.data.manifest import Utterance
 from c2ser.tasks.cot_sft import CotSFTTask
-
-MISMATCH_POLICIES = ("template", "keep", "drop")
 
 
 def linear_decay(step: int, start: float, end: float, steps: int) -> float:
@@ -111,48 +105,3 @@ class DistillTask(CotSFTTask):
         self.log("train/explicit_prob", prob, batch_size=n)
         self.log("train/explicit_frac", sum(chosen) / n, batch_size=n)
         return super().training_step(batch, batch_idx)
-
-
-def merge_teacher_outputs(
-    utts: Sequence[Utterance],
-    teacher: Mapping[str, Mapping[str, Any]],
-    on_mismatch: str = "template",
-    cot_seed: int = 0,
-    template_dir: str | None = None,
-    report: SkipReport | None = None,
-) -> tuple[list[Utterance], Counter]:
-    """Use the Stage 1 model's explicit answers (``teacher[id]["text"]``) as ``cot_target``.
-
-    The gold-emotion check: an answer whose parsed emotion (``pred_emotion``) differs from the
-    label would teach Stage 2 a wrong chain of thought, so ``on_mismatch`` decides: ``template``
-    (default) replaces it by the template CoT (needs the style attributes), ``keep`` keeps it
-    anyway, ``drop`` leaves the utterance out. Utterances without a teacher answer (inference
-    failed) are left out. Every kept utterance also gets ``implicit_target`` (if absent) and
-    ``cot_source`` (teacher / teacher_mismatch / template). Returns them and counts by source.
-    """
-    if on_mismatch not in MISMATCH_POLICIES:
-        raise ValueError(f"on_mismatch must be one of {MISMATCH_POLICIES}, got {on_mismatch!r}")
-    report = report if report is not None else SkipReport()
-    kept, counts = [], Counter()
-    for utt in utts:
-        row = teacher.get(utt.id)
-        if row is None:
-            report.add(utt.id, "no teacher output: inference failed (see above)")
-            continue
-        agree = row.get("pred_emotion") == utt.emotion
-        try:
-            if agree or on_mismatch == "keep":
-                text, source = row["text"], "teacher" if agree else "teacher_mismatch"
-            elif on_mismatch == "template":
-                text, source = explicit_target(utt, cot_seed, template_dir), "template"
-            else:
-                report.add(utt.id, f"teacher mismatch: {row.get('pred_emotion')} != {utt.emotion}")
-                continue
-            implicit = utt.extra.get("implicit_target") or implicit_target(utt, template_dir)
-        except BadInputError as e:
-            report.add(utt.id, str(e).removeprefix(f"{utt.id}: "))
-            continue
-        utt.extra.update(cot_target=text, implicit_target=implicit, cot_source=source)
-        kept.append(utt)
-        counts[source] += 1
-    return kept, counts

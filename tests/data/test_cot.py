@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from c2ser.cli.cot_data import make_cot_manifest
 from c2ser.cli.main import main
 from c2ser.core.errors import BadInputError, SkipReport
 from c2ser.core.labels import EMOTIONS
@@ -17,6 +16,7 @@ from c2ser.data.cot import (
     rewrite_is_faithful,
     rewrite_with_llm,
 )
+from c2ser.data.cot_manifest import make_cot_manifest
 from c2ser.data.manifest import Utterance
 
 TEXT = {

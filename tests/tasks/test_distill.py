@@ -8,7 +8,8 @@ import torch
 
 from c2ser.core.errors import SkipReport
 from c2ser.data.manifest import Utterance
-from c2ser.tasks.distill import DistillTask, linear_decay, merge_teacher_outputs, mix_explicit
+from c2ser.data.teacher import merge_teacher_outputs
+from c2ser.tasks.distill import DistillTask, linear_decay, mix_explicit
 
 from .test_cot_sft import LossLog, datamodule, fit, logits_of, make_corpus, tiny_model
 
