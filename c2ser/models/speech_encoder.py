@@ -86,6 +86,6 @@ class SpeechEncoder(WhisperEncoder):
         pad = torch.arange(x.shape[1], device=x.device)[None, :] >= ((lengths + 1) // 2)[:, None]
         bias = torch.zeros(pad.shape, dtype=x.dtype, device=x.device)
         bias = bias.masked_fill(pad, torch.finfo(x.dtype).min)[:, None, None, :]
-        for layer in self.layers:
+        for layer in self.layers:  # transformers >= 5.4: (hidden, mask) -> hidden
             x = layer(x, bias)
         return self.layer_norm(x)
