@@ -15,6 +15,12 @@ from c2ser.data.resample import resample_sinc, sinc_resample_kernel
 RATES = [(48000, 16000), (44100, 16000), (22050, 16000), (11025, 16000), (16000, 48000)]
 
 
+@pytest.fixture(autouse=True)
+def default_resampler(monkeypatch):
+    """The tests of the default must not see a ``$C2SER_RESAMPLER`` set in the caller's shell."""
+    monkeypatch.delenv(RESAMPLER_ENV, raising=False)
+
+
 @pytest.mark.shared
 @pytest.mark.parametrize("name", ["4YJy1uDx0jM_769", "vo_EQAST002_1_paimon_07"])  # 48k, 16k
 def test_default_front_end_equals_the_official_one(shared_dir, name):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from c2ser.cli.main import main as cli
+from c2ser.data.audio import RESAMPLER_ENV
 from c2ser.data.features import is_complete
 from c2ser.inference.emotion2vec_s import load_emotion2vec_s
 from c2ser.inference.extract import extract_manifest, make_extractor
@@ -55,6 +56,24 @@ def test_official_samples_have_the_reference_shapes(shared_dir, tmp_path):
         for name, x in got.items():
             ref = np.load(samples / ref_dir / f"{name}.npy")
             assert x.shape == ref.shape and x.dtype == np.float32  # (569|204, 768), (10, 768)
+
+
+@pytest.mark.shared
+def test_logmel_extraction_feeds_what_the_official_front_end_fed(shared_dir, tmp_path, monkeypatch):
+    """The manifest path (decode, resample, log-mel) gives the official log-mel, 48 kHz included."""
+    monkeypatch.delenv(RESAMPLER_ENV, raising=False)  # the default front end
+    samples = shared_dir / "data" / "official-samples"
+    scp = write_scp(
+        tmp_path / "wav.scp", {p.stem: p for p in sorted((samples / "wav").glob("*.wav"))}
+    )
+    out = tmp_path / "logmel"
+    args = ["extract", "--manifest", str(scp), "--out", str(out), "--extractor", "logmel"]
+    assert cli([*args, "--no-progress"]) == 0
+    got = load_all(out)
+    assert len(got) == 2
+    for name, mel in got.items():
+        ref = np.load(samples / "frontend" / f"{name}.mel.npy")
+        np.testing.assert_allclose(mel, ref, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("level", ["frame", "utterance"])
