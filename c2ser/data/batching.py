@@ -4,6 +4,10 @@ Speech batches are sized by the total number of padded frames (``max_frames``), 
 count, so that short utterances share big batches and a 25-second one travels nearly alone, as in
 the official ``dynamic`` batching. Sorting by length inside a shuffled window keeps padding low
 while epochs still differ.
+
+Every datamodule's batch follows one naming rule: the utterance ids are ``id`` (a list), a padded
+input ``x`` (``mel``, ``feats``, ``wav``) comes with ``x_mask`` (True at padding, from
+:func:`pad_batch`), and labels are ``label``; tasks read the input by its name.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ loss only the labelled ones. :class:`MixedBatchSampler` puts a fixed share of la
 into every batch (``labelled_fraction``), so the category loss sees labels at every step however
 large the unlabelled pool is. Batches::
 
-    {"wav" (B, L) float32, "padding_mask" (B, L) True=pad, "label" (B,) class index or -1, "id"}
+    {"wav" (B, L) float32, "wav_mask" (B, L) True=pad, "label" (B,) class index or -1, "id"}
 
 Training crops each utterance at a random offset to ``crop_seconds`` (fairseq's
 ``max_sample_size``); validation takes the first ``crop_seconds`` so its loss is comparable
@@ -123,7 +123,7 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     wav, mask = pad_batch([s["wav"] for s in samples])
     return {
         "wav": wav,
-        "padding_mask": mask,
+        "wav_mask": mask,
         "label": torch.tensor([s["label"] for s in samples]),
         "id": [s["id"] for s in samples],
     }

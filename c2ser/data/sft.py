@@ -6,7 +6,7 @@ target. The model assembles ``[prompt][BOS][ssl x10][speech][EOS][target]`` itse
 carries ids as ragged lists:
 
 ``{"mel" (B,T,80), "mel_mask" (B,T) True=pad, "ssl" (B,10,768) | None, "prompt_ids",
-"target_ids", "ids", "emotion", "language"}``
+"target_ids", "id", "emotion", "language"}``
 
 and with ``keep_explicit`` (Stage 2 self-distillation) also ``explicit_prompt_ids`` /
 ``explicit_target_ids``, the Stage 1 pair of the same utterance, which the task mixes in.
@@ -278,7 +278,7 @@ class SFTDataModule(pl.LightningDataModule):
             "mel": mel,
             "mel_mask": mask,
             "ssl": torch.stack([s["ssl"] for s in samples]) if has_ssl else None,
-            "ids": [s["id"] for s in samples],
+            "id": [s["id"] for s in samples],
             "emotion": [s["emotion"] for s in samples],
             "language": [s["language"] for s in samples],
         }

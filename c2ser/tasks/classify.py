@@ -20,7 +20,8 @@ PREDICTIONS_FILE = "test_predictions.jsonl"
 
 
 class ClassificationTask(pl.LightningModule):
-    """Trains ``model(mel, mel_mask) -> logits`` and reports SER metrics per epoch.
+    """Trains ``model(x, x_mask) -> logits`` and reports SER metrics per epoch; ``x`` is the
+    batch's ``input_key`` (``mel`` here, ``feats`` for :class:`~c2ser.tasks.probe.ProbeTask`).
 
     Predictions are gathered over the whole epoch and from every rank, each utterance once (DDP
     samplers repeat batches), and scored once (UA is not an average of per-batch UAs);
@@ -30,6 +31,8 @@ class ClassificationTask(pl.LightningModule):
     probability of each label), so that later summaries can score per language and bootstrap
     over speakers without running the model again.
     """
+
+    input_key = "mel"
 
     def __init__(
         self,
@@ -44,14 +47,18 @@ class ClassificationTask(pl.LightningModule):
         self.model, self.labels = model, list(labels)
         self._rows: dict[str, list[dict[str, Any]]] = {}
 
+    def _logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        key = self.input_key
+        return self.model(batch[key], batch[f"{key}_mask"])
+
     def training_step(self, batch: dict[str, Any], _: int) -> torch.Tensor:
-        logits = self.model(batch["mel"], batch["mel_mask"])
+        logits = self._logits(batch)
         loss = nn.functional.cross_entropy(logits, batch["label"])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["label"]))
         return loss
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
-        logits = self.model(batch["mel"], batch["mel_mask"])
+        logits = self._logits(batch)
         loss = nn.functional.cross_entropy(logits, batch["label"])
         self.log(f"{stage}/loss", loss, batch_size=len(batch["label"]), sync_dist=True)
         preds = logits.argmax(-1).tolist()

@@ -123,13 +123,13 @@ class CotSFTTask(pl.LightningModule):
         if batch is None:  # every sample of the batch failed to load (reported by the collate)
             return None
         loss = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["id"]))
         return loss
 
     def validation_step(self, batch: dict[str, Any] | None, _: int) -> None:
         if batch is None:
             return
-        n = len(batch["ids"])
+        n = len(batch["id"])
         self.log("val/loss", self._loss(batch), batch_size=n, sync_dist=True, prog_bar=True)
         todo = self.hparams.val_generate - len(self._answers)
         if todo > 0:
@@ -139,7 +139,7 @@ class CotSFTTask(pl.LightningModule):
         """Greedy answers for the first ``limit`` rows of ``batch`` with their parsed emotion."""
         from c2ser.core.parse import parse_emotion
 
-        k = len(batch["ids"]) if limit is None else min(limit, len(batch["ids"]))
+        k = len(batch["id"]) if limit is None else min(limit, len(batch["id"]))
         mask = batch["mel_mask"][:k]
         frames = int((~mask).sum(1).max())
         ids = self.model.generate(
@@ -155,7 +155,7 @@ class CotSFTTask(pl.LightningModule):
             text = tok.decode(new, skip_special_tokens=True)
             rows.append(
                 {
-                    "id": batch["ids"][i],
+                    "id": batch["id"][i],
                     "emotion": batch["emotion"][i],
                     "pred": parse_emotion(text, batch["language"][i]),
                     "text": text,

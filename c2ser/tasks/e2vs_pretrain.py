@@ -176,9 +176,9 @@ class Emotion2VecSPretrainTask(pl.LightningModule):
         """All loss terms for one batch (train or eval mode of the student)."""
         hp, model = self.hparams, self.model
         e, c = model.config.num_extra_tokens, hp.clone_batch
-        feats = model.local_features(batch["wav"], batch["padding_mask"])
+        feats = model.local_features(batch["wav"], batch["wav_mask"])
         b, t, d = feats.shape
-        pad = model.frame_padding_mask(batch["padding_mask"], t)
+        pad = model.frame_padding_mask(batch["wav_mask"], t)
         lengths = (~pad).sum(1) if pad is not None else torch.full((b,), t, device=feats.device)
 
         self.teacher.eval()

@@ -50,6 +50,8 @@ class ProbeTask(ClassificationTask):
         warmup_epochs / schedule_epochs: the ``emobox`` schedule's 10 and 100.
     """
 
+    input_key = "feats"
+
     def __init__(
         self,
         model: nn.Module,
@@ -66,18 +68,6 @@ class ProbeTask(ClassificationTask):
 
     def setup(self, stage: str) -> None:
         self.labels = list(self.trainer.datamodule.labels)
-
-    @staticmethod
-    def _as_mel(batch: dict[str, Any]) -> dict[str, Any]:
-        """:class:`ClassificationTask` reads ``mel``/``mel_mask``; feature batches name them
-        ``feats``/``feats_mask``."""
-        return {**batch, "mel": batch["feats"], "mel_mask": batch["feats_mask"]}
-
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return super().training_step(self._as_mel(batch), batch_idx)
-
-    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
-        super()._eval_step(self._as_mel(batch), stage)
 
     def _report(self, stage: str) -> tuple[dict, list[dict[str, Any]]]:
         report, rows = super()._report(stage)

@@ -65,7 +65,7 @@ def test_stage1_batch_contract(corpus):
     assert batch["ssl"] is None
     prompt = tok.encode(STAGE1_PROMPT, add_special_tokens=False)
     assert all(p == prompt for p in batch["prompt_ids"])
-    for ids, uid, lang in zip(batch["target_ids"], batch["ids"], batch["language"]):
+    for ids, uid, lang in zip(batch["target_ids"], batch["id"], batch["language"]):
         assert ids[-1] == EOD_ID and EOD_ID not in ids[:-1]
         text = tok.decode(ids[:-1])
         assert ("General Kenobi" in text) if lang == "en" else ("今天天气很好" in text), uid
@@ -73,7 +73,7 @@ def test_stage1_batch_contract(corpus):
     assert set(batch["emotion"]) <= {"happy", "sad", "angry"}
     assert "explicit_prompt_ids" not in batch
     (val,) = batches(dm, "val")
-    assert sorted(val["ids"]) == ["u4", "u5"]
+    assert sorted(val["id"]) == ["u4", "u5"]
 
 
 def test_stage2_implicit_with_explicit_pairs_and_features(corpus):
@@ -82,7 +82,7 @@ def test_stage2_implicit_with_explicit_pairs_and_features(corpus):
     dm = make(manifest, stage=2, keep_explicit=True, ssl_dir=str(feats))
     (batch,) = batches(dm)
     assert batch["ssl"].shape == (4, 10, 768)
-    for uid, ssl in zip(batch["ids"], batch["ssl"]):
+    for uid, ssl in zip(batch["id"], batch["ssl"]):
         assert torch.all(ssl == int(uid[1:]))
     assert batch["prompt_ids"][0] == tok.encode(STAGE2_PROMPT, add_special_tokens=False)
     assert batch["explicit_prompt_ids"][0] == tok.encode(STAGE1_PROMPT, add_special_tokens=False)
@@ -109,7 +109,7 @@ def test_manifest_targets_win_and_optional_lowercasing(corpus, tmp_path):
     tok = load_tokenizer()
     for lower in (False, True):
         (batch,) = batches(make(m2, lowercase_english=lower))
-        got = {u: tok.decode(t[:-1]) for u, t in zip(batch["ids"], batch["target_ids"])}
+        got = {u: tok.decode(t[:-1]) for u, t in zip(batch["id"], batch["target_ids"])}
         assert got["u0"] == ("teacher output here." if lower else "Teacher Output Here.")
         assert got["u1"] == "老师的输出"
 
@@ -141,7 +141,7 @@ def test_missing_audio_or_features_reported_and_skipped(corpus, capsys):
     # a file that breaks after setup: the rest of the batch survives
     (manifest.parent / "u1.wav").write_bytes(b"garbage")
     (batch,) = batches(dm)
-    assert batch["ids"] == ["u0"]
+    assert batch["id"] == ["u0"]
     assert "skip: u1" in capsys.readouterr().out
     np.save(feats / "u0.npy", np.zeros((5, 768), np.float32))
     keys = ("emotion", "language", "prompt_ids", "target_ids")
@@ -175,7 +175,7 @@ def test_on_the_fly_emotion2vec_s(corpus):
     manifest, _ = corpus
     (batch,) = batches(make(manifest, ssl_extractor=Emotion2VecSFeatures(model)))
     assert batch["ssl"].shape == (4, 10, 768) and batch["ssl"].dtype == torch.float32
-    i = batch["ids"].index("u0")
+    i = batch["id"].index("u0")
     want = extract(model, [str(manifest.parent / "u0.wav")], level="utterance")[0]
     assert torch.allclose(batch["ssl"][i], torch.from_numpy(want))
 
@@ -184,10 +184,10 @@ def test_dynamic_batching_budget(corpus):
     manifest, _ = corpus
     dm = make(manifest)
     dm.max_frames, dm.max_tokens = 160, None
-    sizes = [len(b["ids"]) for b in batches(dm)]
+    sizes = [len(b["id"]) for b in batches(dm)]
     assert sum(sizes) == 4 and max(sizes) == 2  # padded frames per batch <= 160
     # the token budget binds when targets are long relative to audio
     dm.max_frames, dm.max_tokens = 100_000, 150
     for b in batches(dm):
         seq = [len(p) + len(t) for p, t in zip(b["prompt_ids"], b["target_ids"])]
-        assert len(b["ids"]) == 1 or len(b["ids"]) * max(seq) <= 150
+        assert len(b["id"]) == 1 or len(b["id"]) * max(seq) <= 150

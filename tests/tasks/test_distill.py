@@ -44,7 +44,7 @@ def batch_of(n: int) -> dict:
         "target_ids": [[20 + i] for i in range(n)],
         "explicit_prompt_ids": [[1]] * n,
         "explicit_target_ids": [[10 + i] for i in range(n)],
-        "ids": [f"u{i}" for i in range(n)],
+        "id": [f"u{i}" for i in range(n)],
     }
 
 

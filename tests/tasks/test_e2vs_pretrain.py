@@ -46,7 +46,7 @@ def make_batch(seed: int = 0) -> dict:
     pad[1, 15_000:] = True
     return {
         "wav": wav,
-        "padding_mask": pad,
+        "wav_mask": pad,
         "label": torch.tensor([0, -1, 0, 3]),
         "id": list("abcd"),
     }
@@ -179,7 +179,7 @@ def test_datamodule_batches(tmp_path):
     assert len(dm.pools["val"]) == 3
     batch = next(iter(dm.train_dataloader()))
     assert batch["wav"].shape[0] == 4 and batch["wav"].shape[1] <= 16000
-    assert batch["padding_mask"].shape == batch["wav"].shape
+    assert batch["wav_mask"].shape == batch["wav"].shape
     assert sorted(batch["label"].tolist())[:2] == [-1, -1] and (batch["label"] >= 0).sum() == 2
     val = next(iter(dm.val_dataloader()))
     assert (val["label"] >= 0).all()
