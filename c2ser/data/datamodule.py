@@ -11,20 +11,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
 from c2ser.core.errors import BadInputError, SkipReport
 from c2ser.core.labels import EMOTIONS
 from c2ser.data.audio import AudioError, audio_seconds, load_audio
+from c2ser.data.base import SplitDataModule
 from c2ser.data.batching import DynamicBucketSampler, ResumableLoader, pad_batch
 from c2ser.data.manifest import Utterance, read_manifest
 from c2ser.data.mel import log_mel
 from c2ser.data.table import manifest_table, with_decoder
 
 
-class AudioClassificationDataModule(pl.LightningDataModule):
+class AudioClassificationDataModule(SplitDataModule):
     """Log-mel + label batches: ``{"mel" (B,T,80), "mel_mask" (B,T) True=pad, "label" (B,), "id",
     "language", "speaker"}`` (language and speaker for per-group scores; None where unknown).
 
@@ -48,23 +48,16 @@ class AudioClassificationDataModule(pl.LightningDataModule):
         seed: int = 0,
         demo_corpus: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(skip_bad, demo_corpus, manifest)
         self.manifest, self.labels = Path(manifest), list(labels)
         self.audio_root, self.max_frames, self.max_seconds = audio_root, max_frames, max_seconds
-        self.num_workers, self.skip_bad, self.seed = num_workers, skip_bad, seed
-        self.demo_corpus = dict(demo_corpus) if demo_corpus else None
+        self.num_workers, self.seed = num_workers, seed
         self.splits: dict[str, list[Utterance]] = {}
         self.lengths: dict[str, list[int]] = {}
 
     def model_kwargs(self) -> dict[str, Any]:
         """Sizes the model needs from the data (the runner passes them to the model config)."""
         return {"num_classes": len(self.labels)}
-
-    def prepare_data(self) -> None:
-        if not self.manifest.exists() and self.demo_corpus is not None:
-            from c2ser.data.demo import build_demo_corpus
-
-            build_demo_corpus(self.manifest.parent, **self.demo_corpus)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -79,18 +72,12 @@ class AudioClassificationDataModule(pl.LightningDataModule):
                         f"{u.wav}: {seconds:.1f} s exceeds max_seconds={self.max_seconds}"
                     )
             except AudioError as e:
-                if not self.skip_bad:
-                    raise BadInputError(
-                        f"{e} (set data.skip_bad=true to skip bad entries)"
-                    ) from None
-                report.add(u.id, str(e))
+                self.skip_or_raise(report, u.id, e)
                 continue
             self.splits.setdefault(u.split or "train", []).append(u)
             self.lengths.setdefault(u.split or "train", []).append(int(seconds * 100))
         if report:
-            for line in report.items:
-                print(f"skip: {line}")
-            print(f"{self.manifest}: {report.summary()}")
+            self.print_report(report, str(self.manifest))
         if "train" not in self.splits:
             raise BadInputError(f"{self.manifest}: no utterance with split 'train'")
 
@@ -109,15 +96,13 @@ class AudioClassificationDataModule(pl.LightningDataModule):
             **{key: [s[key] for s in samples] for key in ("id", "language", "speaker")},
         }
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def dataloader(self, split: str, shuffle: bool) -> DataLoader:
         split = split if split in self.splits else "val" if split == "test" else split
         utts = self.splits.get(split)
         if not utts:
             raise BadInputError(f"{self.manifest}: no utterance with split {split!r}")
         table = with_decoder(manifest_table(utts), self._decode)
-        world, rank = (
-            (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
-        )
+        world, rank = self.replicas()
         sampler = DynamicBucketSampler(
             self.lengths[split],
             self.max_frames,
@@ -134,12 +119,3 @@ class AudioClassificationDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

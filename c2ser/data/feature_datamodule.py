@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from c2ser.core.errors import BadInputError, SkipReport
+from c2ser.data.base import SplitDataModule
 from c2ser.data.batching import pad_batch
 from c2ser.data.emobox import FoldSplit, emobox_fold, manifest_fold
 from c2ser.data.features import load_feature
@@ -54,7 +54,7 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class FeatureDataModule(pl.LightningDataModule):
+class FeatureDataModule(SplitDataModule):
     """Batches ``{"feats" (B,T,D), "feats_mask" (B,T) True=pad, "label" (B,), "id", "language",
     "speaker"}`` of one fold.
 
@@ -123,10 +123,8 @@ class FeatureDataModule(pl.LightningDataModule):
         items = {s: self._items(s, getattr(split, s)) for s in SPLITS}
         dim = load_feature(items["train"][0][0]).shape[1]
         self.datasets = {s: FeatureDataset(items[s], dim) for s in SPLITS}
-        for line in self.skipped.items[:20]:
-            print(f"skip: {line}")
         sizes = ", ".join(f"{s} {len(d)}" for s, d in self.datasets.items())
-        print(f"fold {self.fold}: {sizes} utterances, {self.skipped.summary()}")
+        self.print_report(self.skipped, f"fold {self.fold}: {sizes} utterances", limit=20)
 
     @property
     def input_dim(self) -> int:
@@ -138,7 +136,7 @@ class FeatureDataModule(pl.LightningDataModule):
         self.setup()
         return {"input_dim": self.input_dim, "num_classes": len(self.labels)}
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def dataloader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
         return DataLoader(
             self.datasets[split],
@@ -149,12 +147,3 @@ class FeatureDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

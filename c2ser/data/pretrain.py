@@ -17,16 +17,15 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from c2ser.core.errors import BadInputError, SkipReport
 from c2ser.core.labels import EMOTIONS
 from c2ser.data.audio import SAMPLE_RATE, AudioError, audio_seconds, load_audio
+from c2ser.data.base import SplitDataModule
 from c2ser.data.batching import ResumableLoader, pad_batch
 from c2ser.data.manifest import read_manifest
 
@@ -129,7 +128,7 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class PretrainDataModule(pl.LightningDataModule):
+class PretrainDataModule(SplitDataModule):
     """Labelled + unlabelled manifests -> mixed waveform batches (see the module doc).
 
     Args:
@@ -165,7 +164,7 @@ class PretrainDataModule(pl.LightningDataModule):
         seed: int = 0,
         demo_corpus: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(skip_bad, demo_corpus, labelled)
         if labelled is None and unlabelled is None:
             raise ValueError("give a labelled and/or an unlabelled manifest")
         self.labelled, self.unlabelled, self.labels = labelled, unlabelled, list(labels)
@@ -174,18 +173,11 @@ class PretrainDataModule(pl.LightningDataModule):
         self.labelled_pairs = labelled_pairs
         self.batches_per_epoch, self.num_workers, self.seed = batches_per_epoch, num_workers, seed
         self.crop, self.min_seconds = int(crop_seconds * SAMPLE_RATE), min_seconds
-        self.audio_root, self.skip_bad = audio_root, skip_bad
-        self.demo_corpus = dict(demo_corpus) if demo_corpus else None
+        self.audio_root = audio_root
         self.pools: dict[str, list[tuple[str, int, str]]] = {}
 
     def model_kwargs(self) -> dict[str, Any]:
         return {}
-
-    def prepare_data(self) -> None:
-        if self.labelled and not Path(self.labelled).exists() and self.demo_corpus is not None:
-            from c2ser.data.demo import build_demo_corpus
-
-            build_demo_corpus(Path(self.labelled).parent, **self.demo_corpus)
 
     def setup(self, stage: str | None = None) -> None:
         if self.pools:
@@ -204,9 +196,7 @@ class PretrainDataModule(pl.LightningDataModule):
                 try:
                     seconds = audio_seconds(u.wav)
                 except AudioError as e:
-                    if not self.skip_bad:
-                        raise BadInputError(f"{e} (set data.skip_bad=true to skip)") from None
-                    report.add(u.id, str(e))
+                    self.skip_or_raise(report, u.id, e)
                     continue
                 if seconds < self.min_seconds:
                     report.add(u.id, f"shorter than min_seconds={self.min_seconds}")
@@ -214,14 +204,24 @@ class PretrainDataModule(pl.LightningDataModule):
                 label = self.labels.index(u.emotion) if kind == "labelled" else -1
                 pools[pool].append((u.wav, label, u.id))
         if report:
-            print(f"pretraining data: {report.summary()}")
+            self.print_report(report, "pretraining data")
         if not pools["labelled"] and not pools["unlabelled"]:
             raise BadInputError(f"no training utterances in splits {sorted(self.train_splits)}")
         self.pools = pools
 
-    def train_dataloader(self) -> DataLoader:
+    def has_split(self, split: str) -> bool:
+        return split == "train" or bool(self.pools.get(split))
+
+    def dataloader(self, split: str, shuffle: bool) -> DataLoader:
+        """Training: the mixed sampler over both pools; validation: the labelled val rows."""
+        if split != "train":
+            data = WaveDataset(self.pools[split], self.crop, random_crop=False, seed=self.seed)
+            return DataLoader(
+                data, batch_size=self.batch_size, collate_fn=collate,
+                num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            )  # fmt: skip
         lab, unl = self.pools["labelled"], self.pools["unlabelled"]
-        rank = self.trainer.global_rank if self.trainer else 0
+        _, rank = self.replicas()
         sampler = MixedBatchSampler(
             [label for _, label, _ in lab], len(unl), self.batch_size, self.labelled_fraction,
             self.batches_per_epoch, self.seed, rank, self.labelled_pairs,
@@ -232,18 +232,3 @@ class PretrainDataModule(pl.LightningDataModule):
             data, sampler, seed=self.seed, collate_fn=collate, num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )  # fmt: skip
-
-    def val_dataloader(self) -> DataLoader | list:
-        if not self.pools["val"]:
-            return []
-        data = WaveDataset(self.pools["val"], self.crop, random_crop=False, seed=self.seed)
-        return self._loader(data, batch_size=self.batch_size)
-
-    def _loader(self, data: Dataset, **kwargs: Any) -> DataLoader:
-        return DataLoader(
-            data,
-            collate_fn=collate,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            **kwargs,
-        )

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -41,6 +40,7 @@ from c2ser.core.errors import BadInputError, SkipReport
 from c2ser.core.prompts import prompt_for
 from c2ser.core.tokens import EOD_ID, SSL_ROWS
 from c2ser.data.audio import AudioError, audio_seconds, load_audio
+from c2ser.data.base import SplitDataModule
 from c2ser.data.batching import DynamicBucketSampler, ResumableLoader, pad_batch
 from c2ser.data.cot import explicit_target, implicit_target, utterance_language
 from c2ser.data.features import load_feature
@@ -52,7 +52,7 @@ _PAIRS = ("", "explicit_")  # prefixes of the (prompt_ids, target_ids) pairs a s
 _IDS = tuple(f"{p}{k}" for p in _PAIRS for k in ("prompt_ids", "target_ids"))
 
 
-class SFTDataModule(pl.LightningDataModule):
+class SFTDataModule(SplitDataModule):
     """Speech + prompt + target batches for C2SER SFT; see the module docstring for the layout.
 
     Args:
@@ -104,7 +104,7 @@ class SFTDataModule(pl.LightningDataModule):
         seed: int = 0,
         demo_corpus: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(skip_bad, demo_corpus, manifest)
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {stage}")
         if ssl_dir and ssl_extractor is not None:
@@ -123,8 +123,7 @@ class SFTDataModule(pl.LightningDataModule):
             max_batch_size,
         )
         self.cot_seed, self.template_dir = cot_seed, template_dir
-        self.num_workers, self.skip_bad, self.seed = num_workers, skip_bad, seed
-        self.demo_corpus = dict(demo_corpus) if demo_corpus else None
+        self.num_workers, self.seed = num_workers, seed
         self.splits: dict[str, list[Utterance]] = {}
         self.report = SkipReport()
         self._prompt_ids: dict[int, list[int]] = {}
@@ -136,12 +135,6 @@ class SFTDataModule(pl.LightningDataModule):
 
             self._tokenizer = load_tokenizer()
         return self._tokenizer
-
-    def prepare_data(self) -> None:
-        if not self.manifest.exists() and self.demo_corpus is not None:
-            from c2ser.data.demo import build_demo_corpus
-
-            build_demo_corpus(self.manifest.parent, **self.demo_corpus)
 
     # ----------------------------------------------------------------- setup: targets + filters
     def _targets(self, utt: Utterance) -> dict[str, str]:
@@ -218,18 +211,12 @@ class SFTDataModule(pl.LightningDataModule):
             try:
                 row = self.prepare_utterance(utt)
             except BadInputError as e:
-                if not self.skip_bad:
-                    raise BadInputError(
-                        f"{self.manifest}: {e} (data.skip_bad=true skips)"
-                    ) from None
-                report.add(utt.id, str(e).removeprefix(f"{utt.id}: "))
+                self.skip_or_raise(report, utt.id, e, context=f"{self.manifest}: ")
                 continue
             utt.extra.update(row)
             self.splits.setdefault(utt.split or "train", []).append(utt)
         if report:
-            for line in report.items:
-                print(f"skip: {line}")
-            print(f"{self.manifest}: {report.summary()}")
+            self.print_report(report, str(self.manifest))
         if "train" not in self.splits:
             raise BadInputError(f"{self.manifest}: no usable utterance with split 'train'")
 
@@ -312,9 +299,7 @@ class SFTDataModule(pl.LightningDataModule):
             | {k: u.extra.get(k) for k in ("ssl_path", *_IDS)}
             for u in utts
         ]
-        world, rank = (
-            (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
-        )
+        world, rank = self.replicas()
         sampler = DynamicBucketSampler(
             [self._cost(u) for u in utts],
             self.max_frames,
@@ -333,12 +318,9 @@ class SFTDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self.dataloader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader | list:
+    def has_split(self, split: str) -> bool:
         """Validation on ``split == 'val'``; none (an empty list) when the manifest has no val."""
-        return self.dataloader("val") if "val" in self.splits else []
+        return split in self.splits
 
 
 class _Decoded(Dataset):
