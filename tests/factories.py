@@ -1,6 +1,7 @@
-"""Test factories: tiny random Qwen2 models that share the real Qwen2 tokenizer.
+"""Test factories: tiny random Qwen2 models that share the real Qwen2 tokenizer, a tiny
+Emotion2Vec-S and random waveforms.
 
-Tests load them with ``AutoModelForCausalLM.from_pretrained`` exactly like a real Qwen2
+Tests load the Qwen2s with ``AutoModelForCausalLM.from_pretrained`` exactly like a real Qwen2
 checkpoint, so the whole pipeline (tokenizer ids, special tokens, LoRA targets) runs on CPU.
 """
 
@@ -9,8 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from c2ser.core.tokens import EOD_ID
 from c2ser.data.tokenizer import load_tokenizer
+from c2ser.models.emotion2vec_s import Emotion2VecS, tiny_config
 
 TINY_VOCAB_SIZE = 151_936  # Qwen2-0.5B's padded table: covers every tokenizer id incl. [PAD]
 
@@ -49,7 +53,6 @@ def make_tiny_qwen2(out_dir: str | os.PathLike, seed: int = 0, **config) -> Path
 
     ``config`` overrides :func:`tiny_qwen2_config` (e.g. ``hidden=32``).
     """
-    import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
@@ -58,3 +61,15 @@ def make_tiny_qwen2(out_dir: str | os.PathLike, seed: int = 0, **config) -> Path
     model.save_pretrained(out)
     load_tokenizer().save_pretrained(out)
     return out
+
+
+def tiny_emotion2vec_s() -> Emotion2VecS:
+    """A seeded random Emotion2Vec-S of ``tiny_config()`` in eval mode."""
+    torch.manual_seed(0)
+    return Emotion2VecS(tiny_config()).eval()
+
+
+def waves(*seconds: float, seed: int = 0) -> list[torch.Tensor]:
+    """Seeded white-noise waveforms at 16 kHz, one per duration."""
+    g = torch.Generator().manual_seed(seed)
+    return [0.1 * torch.randn(int(s * 16000), generator=g) for s in seconds]

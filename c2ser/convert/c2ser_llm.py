@@ -25,8 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from typing import Any
 import torch
 
 from c2ser.convert.safe_pickle import load_checkpoint
+from c2ser.core.io import atomic_directory
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
 from c2ser.models.checkpoint import LLM_SUBDIR, config_dict, is_base_llm_key, write_model_files
 
@@ -102,10 +101,7 @@ def convert(
     mapped = _map_keys(state, int(yaml_cfg.get("speech_token_num", 4097)))
     _check(state, mapped, cfg)
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent.resolve()))
-
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model dir is not
-    try:
+    with atomic_directory(out) as tmp:
         to = getattr(torch, dtype)
         speech = {
             k: _fetch(state, src).to(to) for k, src in mapped.items() if not is_base_llm_key(k)
@@ -113,11 +109,6 @@ def convert(
         write_model_files(tmp, config_dict(cfg, llm_path=LLM_SUBDIR, llm_config=None), speech)
         del speech
         _write_llm(state, mapped, llm_config, tmp / LLM_SUBDIR, to)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -21,14 +21,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import struct
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import torch
+
+from c2ser.core.io import atomic_directory
 
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: None}
 
@@ -216,19 +216,11 @@ def convert(model_dir: str | os.PathLike | None, out_dir: str | os.PathLike) -> 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; remove it or choose another out_dir")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model dir is not
-    try:
+    with atomic_directory(out) as tmp:
         config.save_pretrained(tmp)
         generation.save_pretrained(tmp)
         state.pop("proj_out.weight", None)  # tied to the decoder embeddings
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)
         WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(tmp)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,6 +52,24 @@ def atomic_write(
         finally:
             os.close(dir_fd)
     return path
+
+
+@contextmanager
+def atomic_directory(out: str | os.PathLike) -> Iterator[Path]:
+    """A temporary directory beside ``out`` (mode 0755, like a plain ``mkdir``) to fill; it
+    replaces ``out`` (absent or empty) when the block ends, and is removed if the block fails, so
+    a converted model directory is either complete or not there."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent.resolve()))
+    os.chmod(tmp, 0o755)
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -35,6 +35,20 @@ def pad_batch(
     return padded, mask
 
 
+def collate_padded(
+    samples: Sequence[dict[str, Any]], key: str, meta: Sequence[str] = ("id", "language", "speaker")
+) -> dict[str, Any]:
+    """A classification batch: ``key`` padded with its ``<key>_mask``, ``label`` as a tensor
+    and the ``meta`` fields as lists (the naming rule of the module doc)."""
+    x, mask = pad_batch([s[key] for s in samples])
+    return {
+        key: x,
+        f"{key}_mask": mask,
+        "label": torch.tensor([s["label"] for s in samples]),
+        **{k: [s[k] for s in samples] for k in meta},
+    }
+
+
 class DynamicBucketSampler(Sampler[list[int]]):
     """Yield lists of indices whose padded size ``len(batch) * max_len`` stays under ``max_frames``.
 

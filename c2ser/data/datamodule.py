@@ -11,14 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader
 
 from c2ser.core.errors import BadInputError, SkipReport
 from c2ser.core.labels import EMOTIONS
 from c2ser.data.audio import AudioError, audio_seconds, load_audio
 from c2ser.data.base import SplitDataModule
-from c2ser.data.batching import DynamicBucketSampler, ResumableLoader, pad_batch
+from c2ser.data.batching import DynamicBucketSampler, ResumableLoader, collate_padded
 from c2ser.data.manifest import Utterance, read_manifest
 from c2ser.data.mel import log_mel
 from c2ser.data.table import manifest_table, with_decoder
@@ -88,13 +87,7 @@ class AudioClassificationDataModule(SplitDataModule):
 
     @staticmethod
     def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-        mel, mask = pad_batch([s["mel"] for s in samples])
-        return {
-            "mel": mel,
-            "mel_mask": mask,
-            "label": torch.tensor([s["label"] for s in samples]),
-            **{key: [s[key] for s in samples] for key in ("id", "language", "speaker")},
-        }
+        return collate_padded(samples, "mel")
 
     def dataloader(self, split: str, shuffle: bool) -> DataLoader:
         split = split if split in self.splits else "val" if split == "test" else split

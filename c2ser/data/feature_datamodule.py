@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from c2ser.core.errors import BadInputError, SkipReport
 from c2ser.data.base import SplitDataModule
-from c2ser.data.batching import pad_batch
+from c2ser.data.batching import collate_padded
 from c2ser.data.emobox import FoldSplit, emobox_fold, manifest_fold
 from c2ser.data.features import load_feature
 from c2ser.data.manifest import Utterance
@@ -45,13 +45,7 @@ class FeatureDataset(Dataset):
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    feats, mask = pad_batch([s["feats"] for s in samples])
-    return {
-        "feats": feats,
-        "feats_mask": mask,
-        "label": torch.tensor([s["label"] for s in samples]),
-        **{key: [s[key] for s in samples] for key in ("id", "language", "speaker")},
-    }
+    return collate_padded(samples, "feats")
 
 
 class FeatureDataModule(SplitDataModule):

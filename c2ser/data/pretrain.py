@@ -26,7 +26,7 @@ from c2ser.core.errors import BadInputError, SkipReport
 from c2ser.core.labels import EMOTIONS
 from c2ser.data.audio import SAMPLE_RATE, AudioError, audio_seconds, load_audio
 from c2ser.data.base import SplitDataModule
-from c2ser.data.batching import ResumableLoader, pad_batch
+from c2ser.data.batching import ResumableLoader, collate_padded
 from c2ser.data.manifest import read_manifest
 
 
@@ -119,13 +119,7 @@ class WaveDataset(Dataset):
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    wav, mask = pad_batch([s["wav"] for s in samples])
-    return {
-        "wav": wav,
-        "wav_mask": mask,
-        "label": torch.tensor([s["label"] for s in samples]),
-        "id": [s["id"] for s in samples],
-    }
+    return collate_padded(samples, "wav", meta=("id",))
 
 
 class PretrainDataModule(SplitDataModule):

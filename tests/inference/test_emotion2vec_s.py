@@ -9,18 +9,13 @@ import soundfile as sf
 import torch
 
 from c2ser.inference.emotion2vec_s import chunks, extract, extract_batch
-from c2ser.models.emotion2vec_s import Emotion2VecS, tiny_config
+from c2ser.models.emotion2vec_s import Emotion2VecS
+from tests.factories import tiny_emotion2vec_s, waves
 
 
 @pytest.fixture(scope="module")
 def tiny() -> Emotion2VecS:
-    torch.manual_seed(0)
-    return Emotion2VecS(tiny_config()).eval()
-
-
-def waves(*seconds: float, seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [0.1 * torch.randn(int(s * 16000), generator=g) for s in seconds]
+    return tiny_emotion2vec_s()
 
 
 @pytest.mark.parametrize("level, mode", [("frame", None), ("utterance", "official"),

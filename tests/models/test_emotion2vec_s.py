@@ -19,19 +19,14 @@ from c2ser.models.emotion2vec_s import (
     alibi_slopes,
     tiny_config,
 )
+from tests.factories import tiny_emotion2vec_s, waves
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def tiny() -> Emotion2VecS:
-    torch.manual_seed(0)
-    return Emotion2VecS(tiny_config()).eval()
-
-
-def waves(*seconds: float, seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [0.1 * torch.randn(int(s * 16000), generator=g) for s in seconds]
+    return tiny_emotion2vec_s()
 
 
 def test_frame_count_follows_the_conv_formula(tiny):
