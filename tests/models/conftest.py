@@ -64,7 +64,7 @@ def make_batch(
         mel_mask=mask,
         ssl=torch.randn(len(lengths), 10, ssl_dim, generator=g),
         prompt_ids=prompts,
-        ids=[f"u{i}" for i in range(len(lengths))],
+        id=[f"u{i}" for i in range(len(lengths))],
         emotion=["happy"] * len(lengths),
         language=["en"] * len(lengths),
     )

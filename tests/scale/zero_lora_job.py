@@ -53,7 +53,7 @@ def batch(seed: int) -> dict:
         ssl=torch.randn(len(lengths), 10, 32, generator=g),
         prompt_ids=[[9707, 1879, 13], [9707, 13]],
         target_ids=[[100 + seed, 200, EOD_ID], [300, EOD_ID]],
-        ids=["a", "b"],
+        id=["a", "b"],
     )
 
 
