@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from c2ser.convert.safe_pickle import load_checkpoint
+from c2ser.core.errors import BadInputError, reading
 from c2ser.core.io import atomic_directory
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
 from c2ser.models.checkpoint import LLM_SUBDIR, config_dict, is_base_llm_key, write_model_files
@@ -91,15 +92,21 @@ def convert(
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; remove it or choose another --out")
-    yaml_cfg = yaml.safe_load(Path(config_yaml).read_text()) or {}
-    state = load_checkpoint(checkpoint)
-    if not isinstance(state, dict) or "speech_llama_proj.weight" not in state:
-        raise ValueError(f"{checkpoint}: not a C2SER-LLM state dict (no speech_llama_proj.weight)")
-    llm_config = _llm_config(state, llm_dir)
-    cfg = _c2ser_config(state, yaml_cfg, llm_config, dtype)
-    mapped = _map_keys(state, int(yaml_cfg.get("speech_token_num", 4097)))
-    _check(state, mapped, cfg)
+        raise BadInputError(f"{out} exists and is not empty; remove it or choose another --out")
+    with reading(config_yaml, "C2SER-LLM config.yaml"):
+        yaml_cfg = yaml.safe_load(Path(config_yaml).read_text()) or {}
+        if not isinstance(yaml_cfg, dict):
+            raise ValueError(f"expected a mapping, got {type(yaml_cfg).__name__}")
+    with reading(checkpoint, "C2SER-LLM checkpoint"):
+        state = load_checkpoint(checkpoint)
+        if not isinstance(state, dict) or "speech_llama_proj.weight" not in state:
+            raise BadInputError(
+                f"{checkpoint}: not a C2SER-LLM state dict (no speech_llama_proj.weight)"
+            )
+        llm_config = _llm_config(state, llm_dir)
+        cfg = _c2ser_config(state, yaml_cfg, llm_config, dtype)
+        mapped = _map_keys(state, int(yaml_cfg.get("speech_token_num", 4097)))
+        _check(state, mapped, cfg)
 
     with atomic_directory(out) as tmp:
         to = getattr(torch, dtype)

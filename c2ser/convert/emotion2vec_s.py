@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from c2ser.convert.safe_pickle import load_checkpoint, to_plain
+from c2ser.core.errors import BadInputError, reading
 from c2ser.models.emotion2vec_s import Emotion2VecS, Emotion2VecSConfig
 
 P = "modality_encoders.AUDIO."
@@ -175,10 +176,13 @@ def map_state_dict(state: dict[str, Any], config: Emotion2VecSConfig) -> dict[st
 
 def convert(checkpoint: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Convert a released Emotion2Vec-S ``.pt`` into ``out_dir`` (config.json + safetensors)."""
-    ck = load_checkpoint(checkpoint)
-    if not isinstance(ck, dict) or "model" not in ck or "cfg" not in ck:
-        raise ValueError(f"{checkpoint}: not a fairseq checkpoint (no 'model' and 'cfg' entries)")
-    config = config_from_cfg(to_plain(ck["cfg"]))
-    model = Emotion2VecS(config)
-    model.load_state_dict(map_state_dict(ck["model"], config), strict=True)
+    with reading(checkpoint, "Emotion2Vec-S checkpoint"):
+        ck = load_checkpoint(checkpoint)
+        if not isinstance(ck, dict) or "model" not in ck or "cfg" not in ck:
+            raise BadInputError(
+                f"{checkpoint}: not a fairseq checkpoint (no 'model' and 'cfg' entries)"
+            )
+        config = config_from_cfg(to_plain(ck["cfg"]))
+        model = Emotion2VecS(config)
+        model.load_state_dict(map_state_dict(ck["model"], config), strict=True)
     return model.save_pretrained(out_dir)

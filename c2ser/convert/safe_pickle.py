@@ -14,10 +14,13 @@ from __future__ import annotations
 import os
 import pickle
 import types
+import zipfile
 from collections import OrderedDict
 from typing import Any
 
 import torch
+
+from c2ser.core.errors import BadInputError
 
 _ALLOWED_PREFIXES = ("torch._utils._rebuild_", "torch._tensor._rebuild_")
 _ALLOWED = {
@@ -83,7 +86,17 @@ restricted_pickle = types.SimpleNamespace(
 
 
 def load_checkpoint(path: str | os.PathLike) -> Any:
-    """Load an official checkpoint safely; tensors are memory-mapped where the format allows."""
+    """Load an official checkpoint safely; tensors are memory-mapped where the format allows.
+
+    A truncated download is named as such: memory-mapping a zip without its central directory
+    fails with a bare ``OSError: [Errno 22] Invalid argument``.
+    """
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
+    if is_zip and not zipfile.is_zipfile(path):
+        raise BadInputError(
+            f"{path}: truncated or corrupt zip archive (no central directory); copy it again"
+        )
     kwargs: dict[str, Any] = {
         "map_location": "cpu",
         "weights_only": False,

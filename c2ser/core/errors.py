@@ -8,7 +8,10 @@ counted by kind and listed at the end of a run.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
@@ -64,3 +67,44 @@ class SkipReport:
             return f"{verb} 0"
         by = ", ".join(f"{n} {r}" for r, n in self.reasons.most_common())
         return f"{verb} {len(self.entries)} ({by})"
+
+
+@contextmanager
+def reading(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Turn any failure of reading a checkpoint or model directory into one
+    :class:`BadInputError` line that names the file and what is wrong with it.
+
+    Checkpoint readers fail in many ways a user can fix (a truncated download, a wrong path, a
+    raw pickle, another model's state dict) and each library reports them with its own
+    exception (``RuntimeError: PytorchStreamReader failed``, ``UnpicklingError``, ``KeyError``,
+    ``SafetensorError``, ...). Every place that reads a checkpoint wraps the read in this
+    context, so the entry points print ``error: <path>: not a readable <what> (<why>)``.
+    """
+    try:
+        yield
+    except BadInputError:
+        raise
+    except Exception as e:  # every reader's error becomes the user's one line
+        if not os.path.exists(path):
+            raise BadInputError(f"{path}: not found (expected a {what})") from None
+        raise BadInputError(f"{path}: not a readable {what} ({_why(e)})") from None
+
+
+def _why(e: Exception) -> str:
+    """A short, one-line reason for a reader's exception."""
+    text = " ".join(str(e).split())
+    if "PytorchStreamReader" in text or "central directory" in text:
+        return f"truncated or corrupt zip archive: {text}"
+    if "magic number" in text:
+        return "not a torch.save zip file (a raw pickle or another format)"
+    if isinstance(e, FileNotFoundError) and e.filename:
+        return f"{e.filename} not found"
+    if isinstance(e, IsADirectoryError):
+        return "a directory, expected a file"
+    if isinstance(e, EOFError):
+        return "truncated file"
+    if isinstance(e, KeyError) and e.args and " " not in str(e.args[0]):
+        return f"missing entry {text}; the file is probably another model's checkpoint"
+    if isinstance(e, KeyError):
+        text = " ".join(str(e.args[0]).split())  # our own message, without KeyError's quotes
+    return f"{type(e).__name__}: {text}"[:300]

@@ -10,6 +10,7 @@ from typing import Any
 
 from c2ser.core.labels import EMOTIONS
 from c2ser.core.parse import parse_emotion
+from c2ser.inference.hardware import resolve_device
 
 JUDGE_PROMPT = (
     "A speech emotion recognition model answered as follows about a recording:\n\n{answer}\n\n"
@@ -38,7 +39,7 @@ def judge_emotions(
     unique = sorted({t for t in texts if t})
     if not unique:
         return [None] * len(texts)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -50,6 +50,7 @@ def load_emotion2vec_s(
     directory (its ``emotion2vec_s/`` subfolder is used) or None with ``random_init`` (tests and
     benchmarks only: the features mean nothing).
     """
+    hardware.resolve_device(device)  # before any loading: a clean error without CUDA
     if checkpoint is None:
         if not random_init:
             raise BadInputError(
@@ -68,12 +69,7 @@ def load_emotion2vec_s(
                 f"{path}: a file; --checkpoint takes a model directory. Convert a released "
                 f"fairseq checkpoint first: c2ser convert emotion2vec-s {path} OUT_DIR"
             )
-        try:
-            model = Emotion2VecS.from_pretrained(path)
-        except FileNotFoundError as e:
-            raise BadInputError(str(e)) from None
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError("--device cuda requested but no CUDA device is available")
+        model = Emotion2VecS.from_pretrained(path)
     if device == "cpu" and dtype == "bfloat16" and not hardware.cpu_has_native_bf16():
         warnings.warn(
             "bfloat16 on a CPU without AVX512-BF16 or AMX is emulated and several times slower "

@@ -60,6 +60,7 @@ from c2ser.data.features import load_feature
 from c2ser.data.manifest import Utterance, read_manifest
 from c2ser.data.mel import log_mel
 from c2ser.data.tokenizer import load_tokenizer
+from c2ser.inference.hardware import resolve_device
 from c2ser.inference.runner import RunSummary, run_or_retry_singly
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
 from c2ser.models.checkpoint import CONFIG_FILE, from_pretrained
@@ -122,7 +123,7 @@ def run_inference(
     else:
         if not (Path(model) / CONFIG_FILE).is_file():
             raise BadInputError(f"{model}: not a c2ser model directory (no {CONFIG_FILE})")
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(device)
         model = from_pretrained(model, device=device, **model_overrides)
     model.eval()
     if model.config.use_ssl and (features is None or not Path(features).is_dir()):

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from c2ser.core.errors import BadInputError, reading
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
 
 CONFIG_FILE, WEIGHTS_FILE, LLM_SUBDIR = "config.json", "model.safetensors", "llm"
@@ -109,11 +110,16 @@ def write_model_files(
 
 
 def read_config(model_dir: str | os.PathLike) -> dict[str, Any]:
-    """The ``config.json`` of a model directory (raw), or a :class:`FileNotFoundError`."""
+    """The ``config.json`` of a model directory (raw); a :class:`BadInputError` when the
+    directory or its config is missing or unreadable."""
     path = Path(model_dir) / CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{model_dir}: no {CONFIG_FILE}; not a c2ser model directory")
-    return json.loads(path.read_text())
+        raise BadInputError(f"{model_dir}: no {CONFIG_FILE}; not a c2ser model directory")
+    with reading(path, "c2ser model config"):
+        config = json.loads(path.read_text())
+        if not isinstance(config, dict):
+            raise ValueError(f"expected a JSON object, got {type(config).__name__}")
+    return config
 
 
 def save_pretrained(model: C2SER, out_dir: str | os.PathLike, trainable_only: bool = True) -> Path:
@@ -136,43 +142,50 @@ def from_pretrained(
     ``overrides`` replace config fields (e.g. ``llm_dtype="float32"``, ``llm_path=...``).
     A relative ``llm_path`` is resolved against ``model_dir``.
     """
-    from safetensors.torch import load_file
-
     model_dir = Path(model_dir)
     known = {f.name for f in dataclasses.fields(C2SERConfig)}
     cfg = {k: v for k, v in read_config(model_dir).items() if k in known} | overrides
     if cfg.get("llm_path") and not Path(cfg["llm_path"]).is_absolute():
         cfg["llm_path"] = str(model_dir / cfg["llm_path"])
     cfg["encoder_init"] = None  # the saved weights hold the whole speech side
-    model = C2SER(C2SERConfig(**cfg))
-    state = load_file(str(model_dir / WEIGHTS_FILE))
-    if model.trains_llm:  # the fine-tuned base LLM came from model_dir/llm
-        state |= {k: v for k, v in model.state_dict().items() if is_base_llm_key(k)}
-    load_trainable_state(model, state)
+    with reading(model_dir, "c2ser model directory"):
+        model = C2SER(C2SERConfig(**cfg))
+        state = _load_safetensors(model_dir / WEIGHTS_FILE)
+        if model.trains_llm:  # the fine-tuned base LLM came from model_dir/llm
+            state |= {k: v for k, v in model.state_dict().items() if is_base_llm_key(k)}
+        load_trainable_state(model, state)
     return model.to(device) if device is not None else model
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``path``; a missing or truncated file is one line naming it."""
+    from safetensors.torch import load_file
+
+    with reading(path, "safetensors weights file"):
+        return load_file(str(path))
 
 
 def load_weights(model: C2SER, path: str | os.PathLike) -> None:
     """Load a model directory or a Lightning ``.ckpt`` into ``model`` (see the module doc)."""
     path = Path(path)
     if path.is_dir():
-        if model.config.llm_path is None or (path / LLM_SUBDIR).is_dir():
-            runtime = {name: getattr(model.config, name) for name in RUNTIME_FIELDS}
-            model.load_state_dict(from_pretrained(path, **runtime).state_dict())
-        else:
-            from safetensors.torch import load_file
-
-            load_trainable_state(model, load_file(str(path / WEIGHTS_FILE)))
+        with reading(path, "c2ser model directory (init_from)"):
+            if model.config.llm_path is None or (path / LLM_SUBDIR).is_dir():
+                runtime = {name: getattr(model.config, name) for name in RUNTIME_FIELDS}
+                model.load_state_dict(from_pretrained(path, **runtime).state_dict())
+            else:
+                load_trainable_state(model, _load_safetensors(path / WEIGHTS_FILE))
         return
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: init_from is neither a model directory nor a .ckpt")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    state = {k.removeprefix(STATE_PREFIX): v for k, v in ckpt["state_dict"].items()}
-    if model.config.llm_path is None:
-        model.load_state_dict(state)
-    else:
-        wanted = set(trainable_state(model))
-        load_trainable_state(model, {k: v for k, v in state.items() if k in wanted})
+        raise BadInputError(f"{path}: init_from is neither a model directory nor a .ckpt")
+    with reading(path, "Lightning checkpoint (init_from)"):
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = {k.removeprefix(STATE_PREFIX): v for k, v in ckpt["state_dict"].items()}
+        if model.config.llm_path is None:
+            model.load_state_dict(state)
+        else:
+            wanted = set(trainable_state(model))
+            load_trainable_state(model, {k: v for k, v in state.items() if k in wanted})
 
 
 def save_base_llm(llm: nn.Module, out_dir: str | os.PathLike) -> Path:

@@ -48,6 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from c2ser.core.errors import BadInputError, reading
+
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 UTTERANCE_MODES = ("official", "extra_tokens", "mean")
 BASE_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
@@ -440,14 +442,15 @@ class Emotion2VecS(nn.Module):
 
         model_dir = Path(model_dir)
         if not (model_dir / CONFIG_FILE).is_file():
-            raise FileNotFoundError(
+            raise BadInputError(
                 f"{model_dir}: no {CONFIG_FILE}; not an Emotion2Vec-S model directory "
                 "(convert a released checkpoint with `c2ser convert emotion2vec-s CKPT OUT`)"
             )
-        raw = json.loads((model_dir / CONFIG_FILE).read_text())
-        known = {f.name for f in fields(Emotion2VecSConfig)}
-        model = cls(
-            Emotion2VecSConfig(**({k: v for k, v in raw.items() if k in known} | overrides))
-        )
-        model.load_state_dict(load_file(str(model_dir / WEIGHTS_FILE)))
+        with reading(model_dir, "Emotion2Vec-S model directory"):
+            raw = json.loads((model_dir / CONFIG_FILE).read_text())
+            known = {f.name for f in fields(Emotion2VecSConfig)}
+            model = cls(
+                Emotion2VecSConfig(**({k: v for k, v in raw.items() if k in known} | overrides))
+            )
+            model.load_state_dict(load_file(str(model_dir / WEIGHTS_FILE)))
         return model.eval()

@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
+from c2ser.core.errors import BadInputError
 from c2ser.inference.emotion2vec_s import extract_batch
 from c2ser.models.emotion2vec_s import (
     Decoder,
@@ -73,7 +74,7 @@ def test_save_and_load_round_trip(tiny, tmp_path):
     (wav,) = waves(0.7)
     torch.testing.assert_close(extract_batch(again, [wav])[0], extract_batch(tiny, [wav])[0])
     assert Emotion2VecS.from_pretrained(out, utterance_mode="mean").config.utterance_mode == "mean"
-    with pytest.raises(FileNotFoundError, match="convert"):
+    with pytest.raises(BadInputError, match="convert"):
         Emotion2VecS.from_pretrained(tmp_path / "nothing")
 
 
