@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--templates", help="directory with <lang>.yaml templates (default: packaged)")
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) unusable entries")
     p.add_argument("--rewrite-llm", metavar="DIR", help="local causal LM that rewrites the drafts")
-    p.add_argument("--batch-size", type=int, default=8, help="rewrite batch size (default 8)")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8, help="rewrite batch size")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="rewrite length limit")
     p.add_argument("--device", help="rewrite device (default: cuda when available)")
     p.set_defaults(func=run)
 

@@ -33,9 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="template",
         help="teacher answer whose emotion disagrees with the label (default: template)",
     )
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--decoding", choices=["greedy", "beam", "official"], default="greedy")
-    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=8, help="utterances per generation batch")
+    p.add_argument(
+        "--decoding",
+        choices=["greedy", "beam", "official"],
+        default="greedy",
+        help="teacher decoding",
+    )
+    p.add_argument("--max-new-tokens", type=int, default=200, help="teacher answer length limit")
     p.add_argument("--seed", type=int, default=0, help="decoding seed and template phrasing seed")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="LLM dtype override")

@@ -8,7 +8,8 @@ audio and what counts as a finished output.
 from __future__ import annotations
 
 import argparse
-import sys
+
+from c2ser.cli._help import print_failures
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--manifest", required=True, help="Emo-Emilia-style .jsonl or Kaldi wav.scp")
     p.add_argument("--out", required=True, help="output directory for <id>.npy")
-    p.add_argument("--level", choices=["frame", "utterance"], default="frame")
+    p.add_argument(
+        "--level",
+        choices=["frame", "utterance"],
+        default="frame",
+        help="frame: (T, D) at 50 Hz; utterance: the rows C2SER reads (see --utterance-mode)",
+    )
     p.add_argument(
         "--extractor",
         choices=["emotion2vec-s", "logmel"],
@@ -46,11 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--utterance-mode",
         choices=["official", "extra_tokens", "mean"],
         default="official",
-        help="official: first 10 frames, as the released C2SER-LLM was trained on (default); "
+        help="official: first 10 frames, as the released C2SER-LLM was trained on; "
         "extra_tokens: the 10 utterance tokens; mean: (1, D) frame mean",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default="float32", help="model dtype"
+    )
     p.add_argument(
         "--batch-frames",
         type=_positive_int,
@@ -119,7 +127,6 @@ def run(args: argparse.Namespace) -> int:
         audio_root=args.audio_root,
         progress=not args.no_progress,
     )
-    for item in summary.failed.items:
-        print(f"failed: {item}", file=sys.stderr)
+    print_failures(summary.failed)
     print(f"{args.out}: {summary.line('already extracted')}")
     return 0

@@ -1,17 +1,24 @@
 """``c2ser infer``: C2SER-LLM generation over a manifest -> results.jsonl.
 
-Batched (left padding, KV cache) in eval mode; resumable (ids already in --out are skipped);
-utterances with missing audio or features are reported and skipped. Each row holds the raw text,
-the parsed emotion, the reference emotion/language and the timing. Decodings: greedy and beam
-are deterministic; ``official`` is the release's 4-beam "sampling" with top_p=0, which in fact
-gives the same output for every seed (see c2ser/inference/generate.py); ``sample`` is nucleus
-sampling (--temperature, --top-p; repeatable with --seed). ``--paraphrase N`` asks with one of
+Batched (left padding, KV cache) in eval mode; resumable (ids already in --out are skipped, and
+--out.run.json records the model and settings that produced them: resuming with others is
+refused); rows come out in manifest order. A bad utterance (missing or unreadable audio, missing
+features, too long) stops the run with one line; --skip-bad counts, reports and skips them
+instead. Each row holds the raw text, the parsed emotion, the reference emotion/language and the
+timing.
+
+Decodings: greedy and beam are deterministic; ``official`` is the release's 4-beam "sampling"
+with top_p=0, which in fact gives the same output for every seed (see
+c2ser/inference/generate.py); ``sample`` is nucleus sampling (--temperature, --top-p;
+repeatable with --seed). ``--paraphrase N`` asks with one of
 our rewordings of the stage's prompt (0: the official prompt).
 """
 
 from __future__ import annotations
 
 import argparse
+
+from c2ser.cli._help import print_failures
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,19 +30,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", required=True, help="model directory (save_pretrained/convert)")
     p.add_argument("--manifest", required=True, help="jsonl manifest or Kaldi wav.scp")
-    p.add_argument("--stage", type=int, choices=[1, 2], default=1, help="1 explicit, 2 implicit")
+    p.add_argument(
+        "--stage",
+        type=int,
+        choices=[1, 2],
+        default=2,
+        help="1 explicit chain of thought, 2 implicit answer (the released model; as evaluate.py)",
+    )
     p.add_argument("--out", required=True, help="results.jsonl (appended to; reruns resume)")
     p.add_argument("--features", help="directory of Emotion2Vec-S <id>.npy utterance features")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--decoding", choices=["greedy", "beam", "official", "sample"], default="greedy")
+    p.add_argument("--batch-size", type=int, default=8, help="utterances per generation batch")
+    p.add_argument(
+        "--decoding",
+        choices=["greedy", "beam", "official", "sample"],
+        default="greedy",
+        help="see above",
+    )
     p.add_argument("--temperature", type=float, help="sampling temperature (sampling decodings)")
     p.add_argument("--top-p", type=float, help="nucleus top_p (sampling decodings)")
     p.add_argument("--paraphrase", type=int, default=0, help="prompt paraphrase (0: official)")
-    p.add_argument("--max-new-tokens", type=int, default=400)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=400, help="answer length limit")
+    p.add_argument("--seed", type=int, default=0, help="seed of every batch (sampling decodings)")
     p.add_argument("--audio-root", help="directory that relative wav paths are resolved against")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="LLM dtype override")
+    p.add_argument(
+        "--skip-bad", action="store_true", help="skip bad utterances, report them at the end"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -60,9 +82,10 @@ def run(args: argparse.Namespace) -> int:
         prompt=args.paraphrase,
         temperature=args.temperature,
         top_p=args.top_p,
+        skip_bad=args.skip_bad,
+        progress=not args.no_progress,
         **overrides,
     )
-    for line in summary.failed.items:
-        print(f"failed: {line}")
+    print_failures(summary.failed)
     print(f"{args.out}: {summary.line('already in results')}; {summary.tokens} tokens")
-    return 0  # per-utterance failures are reported above; the rest of the run is complete
+    return 0  # without --skip-bad a failure has stopped the run with exit 2 already

@@ -14,6 +14,7 @@ import pkgutil
 import sys
 
 import c2ser
+from c2ser.cli._help import use_help_formatter
 from c2ser.core.errors import BadInputError
 
 
@@ -29,11 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     import c2ser.cli as pkg
 
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if info.name == "main":
+        if info.name in ("main", "_help"):
             continue
         module = importlib.import_module(f"c2ser.cli.{info.name}")
         if hasattr(module, "register"):
             module.register(sub)
+    use_help_formatter(parser)
     return parser
 
 

@@ -9,6 +9,7 @@ counted by kind and listed at the end of a run.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,13 @@ from dataclasses import dataclass, field
 
 class BadInputError(ValueError):
     """Bad user input (manifest line, audio file, label); the message says what and where."""
+
+
+_PATH = re.compile(r"\S*[/\\]\S*")  # a token with a path separator
+_DETAILS = re.compile(r"\s*\([^)]*\)")  # "(allowed: ...)", "(Errno 2)"
+
+# The one rule for bad entries, said the same way by every runner that stops on one.
+SKIP_HINT = "use --skip-bad (Hydra: skip_bad=true) to count, report and skip bad entries"
 
 
 @dataclass(frozen=True)
@@ -28,8 +36,18 @@ class Skip:
 
     @property
     def kind(self) -> str:
-        """The reason's category, its text before the first colon (``too long: 3001 frames``)."""
-        return self.reason.split(":")[0]
+        """The reason's category, what a summary groups by: its first ``": "``-separated part
+        without paths and parenthesised details (``too long: 31.2 s > 30 s`` -> ``too long``,
+        ``/a/x.wav: audio file not found`` -> ``audio file not found``); a one-word prefix keeps
+        the part after it (``audio: audio file not found``)."""
+        text = _DETAILS.sub("", self.reason)
+        parts = [" ".join(_PATH.sub("", p).split()) for p in text.split(": ")]
+        parts = [p for p in parts if p]
+        if not parts:
+            return self.reason
+        if " " not in parts[0] and len(parts) > 1:
+            return f"{parts[0]}: {parts[1]}"
+        return parts[0]
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"
@@ -54,6 +72,13 @@ class SkipReport:
     def reasons(self) -> Counter:
         """How many items were skipped per kind of reason."""
         return Counter(s.kind for s in self.entries)
+
+    def by_kind(self) -> dict[str, list[Skip]]:
+        """The entries grouped by kind, the largest group first."""
+        groups: dict[str, list[Skip]] = {}
+        for s in self.entries:
+            groups.setdefault(s.kind, []).append(s)
+        return dict(sorted(groups.items(), key=lambda kv: -len(kv[1])))
 
     def reasons_by_where(self) -> dict[str, str]:
         return {s.where: s.reason for s in self.entries}

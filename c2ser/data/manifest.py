@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from c2ser.core.errors import BadInputError, SkipReport
+from c2ser.core.errors import SKIP_HINT, BadInputError, SkipReport
 from c2ser.core.io import write_jsonl_atomic
 from c2ser.core.language import language_from_id
 
@@ -134,7 +134,7 @@ def read_manifest(
                     raise BadInputError(f"duplicate id {utt.id!r} (first on line {seen[utt.id]})")
             except BadInputError as e:
                 if not skip_bad:
-                    raise BadInputError(f"{where}: {e}") from None
+                    raise BadInputError(f"{where}: {e} ({SKIP_HINT})") from None
                 report.add(where, str(e))
                 continue
             seen[utt.id] = lineno

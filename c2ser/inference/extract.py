@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from c2ser.core.errors import BadInputError
+from c2ser.core.errors import SKIP_HINT, BadInputError
 from c2ser.core.io import atomic_save_npy, write_json_atomic
 from c2ser.data.audio import SAMPLE_RATE, AudioError, audio_seconds, load_audio
 from c2ser.data.batching import plan_batches
@@ -197,7 +197,7 @@ def _summary_json(summary: RunSummary) -> dict[str, Any]:
 
 def _fail(summary: RunSummary, u: Utterance, error: Exception, skip_bad: bool) -> None:
     if not skip_bad:
-        raise BadInputError(f"{u.id}: {error} (use --skip-bad to skip bad entries)") from None
+        raise BadInputError(f"{u.id}: {error} ({SKIP_HINT})") from None
     summary.failed.add(u.id, str(error))
 
 

@@ -51,8 +51,8 @@ from typing import Any
 
 import torch
 
-from c2ser.core.errors import BadInputError
-from c2ser.core.io import atomic_write_bytes
+from c2ser.core.errors import SKIP_HINT, BadInputError
+from c2ser.core.io import atomic_write_bytes, write_json_atomic, write_jsonl_atomic
 from c2ser.core.prompts import prompt_for
 from c2ser.data.audio import AudioError, audio_seconds, load_audio
 from c2ser.data.batching import pad_batch
@@ -61,6 +61,7 @@ from c2ser.data.manifest import Utterance, read_manifest
 from c2ser.data.mel import log_mel
 from c2ser.data.tokenizer import load_tokenizer
 from c2ser.inference.hardware import resolve_device
+from c2ser.inference.provenance import check_provenance, provenance, provenance_path
 from c2ser.inference.runner import RunSummary, run_or_retry_singly
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
 from c2ser.models.checkpoint import CONFIG_FILE, from_pretrained
@@ -99,6 +100,7 @@ def run_inference(
     prompt: int | str | None = None,
     temperature: float | None = None,
     top_p: float | None = None,
+    skip_bad: bool = False,
     **model_overrides: Any,
 ) -> RunSummary:
     """Generate for every utterance of ``manifest`` not yet in ``out``; see the module docstring.
@@ -115,9 +117,20 @@ def run_inference(
         prompt: ``None`` (the stage's official prompt), a paraphrase index of
             :data:`c2ser.core.prompts.PARAPHRASES`, or the prompt text itself.
         temperature, top_p: override a sampling preset's values (``sample``, ``official``).
+        skip_bad: count, report and skip bad utterances (unreadable, too long, missing
+            features, generation failures) in the summary; without it the first one raises
+            :class:`BadInputError` (results finished before it stay, a rerun resumes).
+
+    ``out`` gets a ``<out>.run.json`` beside it recording what produces its rows
+    (:func:`provenance`); resuming into ``out`` with another model, stage, prompt, decoding or
+    features is refused instead of mixing results. When the run ends, ``out`` is rewritten in
+    manifest order.
     """
     gen = generation_kwargs(decoding, max_new_tokens, temperature, top_p)
     prompt_text = prompt if isinstance(prompt, str) else prompt_for(stage, prompt or 0)
+    record = provenance(model, stage, prompt_text, gen, seed, features, model_overrides)
+    out = Path(out)
+    check_provenance(out, record)
     if isinstance(model, C2SER):
         device = next(model.parameters()).device
     else:
@@ -135,12 +148,13 @@ def run_inference(
     if isinstance(manifest, list):
         utts = manifest
     else:
-        utts = read_manifest(manifest, audio_root=audio_root, skip_bad=True, report=summary.failed)
-    out = Path(out)
-    todo = _pending(utts, _finished_ids(out), model.config, summary)
+        utts = read_manifest(manifest, audio_root, skip_bad, report=summary.failed)
+    feature_dir = Path(features) if features is not None else None
+    fail = _failer(summary, skip_bad)
+    todo = _pending(utts, _finished_ids(out), model.config, feature_dir, summary, fail)
+    write_json_atomic(provenance_path(out), record)
     tokenizer = load_tokenizer()
     prompt_ids = tokenizer.encode(prompt_text, add_special_tokens=False)
-    feature_dir = Path(features) if features is not None else None
 
     from tqdm.auto import tqdm
 
@@ -152,17 +166,27 @@ def run_inference(
             try:
                 items.append(_load_item(utt, model, feature_dir))
             except BadInputError as e:
-                summary.failed.add(utt.id, str(e))
-        rows = _generate_rows(
-            model, items, prompt_ids, gen, seed, device, tokenizer, parse, summary
-        )
+                fail(utt.id, str(e))
+        rows = _generate_rows(model, items, prompt_ids, gen, seed, device, tokenizer, parse, fail)
         _append_rows(out, rows)
         summary.done += len(rows)
         summary.tokens += sum(r["n_tokens"] for r in rows)
         summary.seconds += sum(r["seconds"] for r in rows)
         bar.update(len(todo[start : start + batch_size]))
     bar.close()
+    _in_manifest_order(out, [u.id for u in utts])
     return summary
+
+
+def _failer(summary: RunSummary, skip_bad: bool) -> Callable[[str, str], None]:
+    """``fail(id, reason)``: counted in ``summary`` with ``skip_bad``, else the run stops."""
+
+    def fail(where: str, reason: str) -> None:
+        if not skip_bad:
+            raise BadInputError(f"{where}: {reason} ({SKIP_HINT})")
+        summary.failed.add(where, reason)
+
+    return fail
 
 
 def generation_kwargs(
@@ -188,9 +212,16 @@ def generation_kwargs(
 
 
 def _pending(
-    utts: list[Utterance], finished: set[str], cfg: C2SERConfig, summary: RunSummary
+    utts: list[Utterance],
+    finished: set[str],
+    cfg: C2SERConfig,
+    feature_dir: Path | None,
+    summary: RunSummary,
+    fail: Callable[[str, str], None],
 ) -> list[tuple[float, Utterance]]:
-    """(seconds, utterance) still to do, longest first; unreadable or too long ones fail."""
+    """(seconds, utterance) still to do, longest first. Unreadable or too long audio and
+    missing feature files fail here, before any generation, so a run without ``skip_bad``
+    stops at once."""
     todo = []
     for utt in utts:
         if utt.id in finished:
@@ -199,10 +230,13 @@ def _pending(
         try:
             seconds = audio_seconds(utt.wav)
         except AudioError as e:
-            summary.failed.add(utt.id, f"audio: {e}")
+            fail(utt.id, f"audio: {e}")
             continue
         if cfg.use_whisper and seconds > cfg.max_audio_seconds:
-            summary.failed.add(utt.id, f"too long: {seconds:.1f} s > {cfg.max_audio_seconds:g} s")
+            fail(utt.id, f"too long: {seconds:.1f} s > {cfg.max_audio_seconds:g} s")
+            continue
+        if cfg.use_ssl and not (feature_dir / f"{utt.id}.npy").is_file():
+            fail(utt.id, f"features: missing Emotion2Vec-S features {feature_dir / utt.id}.npy")
             continue
         todo.append((seconds, utt))
     return sorted(todo, key=lambda x: -x[0])
@@ -254,7 +288,7 @@ def _generate_rows(
     device: torch.device,
     tokenizer: Any,
     parse: Parser | None,
-    summary: RunSummary,
+    fail: Callable[[str, str], None],
 ) -> list[dict[str, Any]]:
     """Generate one batch; if the batch fails as a whole, its items are retried one at a time."""
 
@@ -265,7 +299,7 @@ def _generate_rows(
         return ids, (time.perf_counter() - t0) / len(batch)
 
     def failed(item: dict[str, Any], e: Exception) -> None:
-        summary.failed.add(item["utt"].id, f"generation failed: {e}")
+        fail(item["utt"].id, f"generation failed: {e}")
 
     rows = []
     for batch, (ids, share) in run_or_retry_singly(items, run, failed):
@@ -310,7 +344,7 @@ def _append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask decides
     try:
         view = memoryview(data)
         while view:
@@ -318,3 +352,15 @@ def _append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _in_manifest_order(path: Path, ids: list[str]) -> None:
+    """Rewrite ``path`` with its rows in manifest order (batches run longest first); rows of
+    ids the manifest no longer has keep their place at the end."""
+    if not path.is_file():
+        return
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    rank = {i: n for n, i in enumerate(ids)}
+    ordered = sorted(rows, key=lambda r: rank.get(str(r["index"]), len(rank)))
+    if ordered != rows:
+        write_jsonl_atomic(path, ordered)

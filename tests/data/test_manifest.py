@@ -110,3 +110,28 @@ def test_cli_missing_manifest_is_one_line(tmp_path, capsys):
     assert main(["validate", "--manifest", str(tmp_path / "nope.jsonl")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_validate_cli_defaults_to_the_7_labels(tmp_path, wav_file, capsys):
+    wav_file("a.wav", 0.3)
+    rows = [
+        {"index": f"u{i}", "wav": "a.wav", "emotion": e} for i, e in enumerate(["sad", "bored"])
+    ]
+    m = write(tmp_path / "m.jsonl", [json.dumps(r) for r in rows])
+    assert main(["validate", "--manifest", str(m)]) == 2
+    out = capsys.readouterr().out
+    assert "bad: 1 unknown label 'bored'" in out and "1 usable" in out
+    assert main(["validate", "--manifest", str(m), "--labels"]) == 0  # the option alone: any
+    assert main(["validate", "--manifest", str(m), "--labels", "sad", "bored"]) == 0
+
+
+def test_validate_cli_groups_the_summary_by_reason(tmp_path, capsys):
+    rows = [json.dumps({"index": f"u{i}", "wav": f"w{i}.wav", "emotion": "sad"}) for i in range(40)]
+    m = write(tmp_path / "m.jsonl", [*rows, "{oops"])
+    assert main(["validate", "--manifest", str(m)]) == 2
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "bad: 40 audio file not found" and lines[6] == "  ... and 35 more"
+    assert lines[7] == "bad: 1 malformed JSON"
+    assert lines[-1].endswith("0 usable, skipped 41 (40 audio file not found, 1 malformed JSON)")
+    assert len(out) < 2000

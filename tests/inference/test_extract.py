@@ -121,7 +121,7 @@ def test_bad_audio_is_reported_and_skipped(corpus, tmp_path, capsys):
     assert sorted(load_all(out)) == sorted(wavs)
     assert "failed 4" in captured.out
     for name in bad:
-        assert f"failed: {name}:" in captured.err
+        assert f"  {name}:" in captured.err
     summary = json.loads((out / "extract_summary.json").read_text())
     assert summary["failed"] == 4 and summary["done"] == 5 and summary["skipped_existing"] == 0
 

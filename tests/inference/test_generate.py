@@ -47,13 +47,13 @@ def _rows(path):
 def test_batched_run_resume_and_bad_inputs(tiny_dir, corpus, tmp_path):
     manifest, feats = corpus
     out = tmp_path / "res.jsonl"
-    kw = dict(features=feats, max_new_tokens=6, progress=False, device="cpu")
+    kw = dict(features=feats, max_new_tokens=6, progress=False, device="cpu", skip_bad=True)
     s = run_inference(tiny_dir, manifest, out, batch_size=4, parse=lambda t, lang: "sad", **kw)
     assert (s.done, s.skipped, len(s.failed)) == (3, 0, 2)
     assert "audio file not found" in " ".join(s.failed.items)
     assert "features: missing Emotion2Vec-S" in " ".join(s.failed.items)
     rows = _rows(out)
-    assert sorted(rows) == ["u0", "u1", "u2"]
+    assert list(rows) == ["u0", "u1", "u2"]  # manifest order, though batches run longest first
     r = rows["u0"]
     assert set(r) == {"index", "text", "emotion", "language", "pred_emotion", "n_tokens", "seconds"}
     assert r["pred_emotion"] == "sad" and r["emotion"] == "sad" and r["n_tokens"] <= 6
@@ -72,7 +72,7 @@ def test_batched_run_resume_and_bad_inputs(tiny_dir, corpus, tmp_path):
 def _texts(tiny_dir, corpus, out, **kw):
     manifest, feats = corpus
     run_inference(tiny_dir, manifest, out, stage=2, features=feats, max_new_tokens=5,
-                  progress=False, device="cpu", **kw)  # fmt: skip
+                  progress=False, device="cpu", skip_bad=True, **kw)  # fmt: skip
     return {k: v["text"] for k, v in _rows(out).items()}
 
 
@@ -138,11 +138,35 @@ def test_cli(tiny_dir, corpus, tmp_path, capsys, monkeypatch):
     out = tmp_path / "cli.jsonl"
     argv = ["infer", "--checkpoint", str(tiny_dir), "--manifest", str(manifest), "--stage", "2",
             "--out", str(out), "--features", str(feats), "--max-new-tokens", "4",
-            "--batch-size", "2", "--device", "cpu"]  # fmt: skip
-    assert main(argv) == 0
-    printed = capsys.readouterr().out
-    assert "done 3" in printed and "failed 2" in printed and "u3" in printed
+            "--batch-size", "2", "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert main(argv) == 2  # the rule everywhere: a bad entry stops with one line ...
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' loading bar
+    assert err.startswith("error: u") and "--skip-bad" in err
+    assert not out.exists()  # ... before any work
+    assert main([*argv, "--skip-bad"]) == 0  # ... or is counted and reported
+    printed = capsys.readouterr()
+    assert "done 3" in printed.out and "failed 2" in printed.out
+    assert "failed: 1 audio: audio file not found\n  u3: audio:" in printed.err
+    assert "failed: 1 features: missing Emotion2Vec-S features\n  u4: features:" in printed.err
     assert all("pred_emotion" in r for r in _rows(out).values())
+
+
+def test_resume_refuses_results_of_another_model_or_decoding(tiny_dir, corpus, tmp_path):
+    manifest, feats = corpus
+    out = tmp_path / "res.jsonl"
+    kw = dict(features=feats, max_new_tokens=3, progress=False, device="cpu", skip_bad=True)
+    run_inference(tiny_dir, manifest, out, **kw)
+    record = json.loads((tmp_path / "res.jsonl.run.json").read_text())
+    assert record["model"] == str(tiny_dir.resolve()) and record["stage"] == 1
+    assert run_inference(tiny_dir, manifest, out, **kw).skipped == 3  # same settings: resume
+    with pytest.raises(BadInputError, match=r"other settings \(generation: .*num_beams"):
+        run_inference(tiny_dir, manifest, out, decoding="beam", **kw)
+    with pytest.raises(BadInputError, match=r"other settings \(stage: 1 -> 2; prompt"):
+        run_inference(tiny_dir, manifest, out, stage=2, **kw)
+    retrained = make_tiny_c2ser(seed=1).save_pretrained(tmp_path / "retrained")
+    with pytest.raises(BadInputError, match=r"other settings \(model: .*model_sha256"):
+        run_inference(retrained, manifest, out, **kw)
+    assert len(_rows(out)) == 3  # nothing was mixed in
 
 
 def test_missing_model_or_features_dir_is_a_clear_error(tiny_dir, corpus, tmp_path):
