@@ -5,10 +5,14 @@
 1. reads the test set (:class:`EvalSet`, the ``data`` group: Emo-Emilia or the demo test split)
    and checks that *every* audio file (and feature file, when a features folder is given) exists
    before any model is loaded: a 2-hour run must not die at utterance 1,317. Missing files are an
-   error listing the count and the first 10 (all of them in ``missing_inputs.txt``), unless
-   ``skip_missing=true`` drops them with a count;
+   error listing the count and the first 10 (all of them in ``missing_inputs.txt``). The set is
+   named from its data (:mod:`c2ser.evaluation.sets`: ``emo_emilia`` only for the released
+   manifest);
 2. runs batched, resumable inference (:func:`c2ser.inference.generate.run_inference`) into
-   ``results.jsonl`` of the run directory, or reads existing outputs (``predictions=FILE``);
+   ``results.jsonl`` of the run directory, or reads existing outputs (``predictions=FILE``).
+   One rule for bad entries (bad manifest lines, missing inputs, utterances whose inference
+   fails): the run stops with one line, unless ``skip_bad=true``, which counts them, prints
+   them and scores the rest (failed inferences count as wrong);
 3. parses every answer with :func:`c2ser.evaluation.parse.parse_emotion` (re-parsed from the raw
    text, so old outputs are scored with the current parser), or with a local LLM judge
    (``judge.model``, :func:`c2ser.evaluation.parse.judge_emotions`). Unparseable answers and
@@ -43,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from c2ser.core.errors import BadInputError
+from c2ser.core.errors import BadInputError, SkipReport
 from c2ser.core.figures import plot_confusion
 from c2ser.core.io import atomic_write_text, read_jsonl, write_json_atomic, write_jsonl_atomic
 from c2ser.core.labels import EMOTIONS
@@ -53,6 +57,7 @@ from c2ser.evaluation.bootstrap import N_RESAMPLES
 from c2ser.evaluation.cot_score import score_cot
 from c2ser.evaluation.parse import judge_emotions
 from c2ser.evaluation.scoring import Parser, row_language, score_rows
+from c2ser.evaluation.sets import set_name
 from c2ser.evaluation.stability import plot_stability, stability_report
 from c2ser.models.checkpoint import CONFIG_FILE, read_config
 
@@ -65,7 +70,8 @@ PREDICTIONS = "predictions.jsonl"  # per-utterance labels, read by `c2ser report
 class EvalSet:
     """A labelled test set (the ``data`` group of ``conf/evaluate.yaml``).
 
-    ``split`` keeps only the manifest rows of that split (the demo corpus' ``test``); a split the
+    ``name`` (None: from the data, :func:`c2ser.evaluation.sets.set_name`) is what reports call
+    the set; ``split`` keeps only the manifest rows of that split (the demo corpus' ``test``); a split the
     manifest does not have is an error, never a silent fallback to other rows;
     ``features`` is the folder of Emotion2Vec-S ``<id>.npy`` files for models that use them;
     ``demo_corpus`` (kwargs of :func:`c2ser.data.demo.build_demo_corpus`) synthesises a missing
@@ -73,19 +79,22 @@ class EvalSet:
     """
 
     manifest: str
-    name: str = "test"
+    name: str | None = None
     audio_root: str | None = None
     features: str | None = None
     split: str | None = None
     demo_corpus: dict[str, Any] | None = None
 
-    def utterances(self) -> list[Utterance]:
+    def utterances(
+        self, skip_bad: bool = False, report: SkipReport | None = None
+    ) -> list[Utterance]:
+        """The rows to evaluate; bad manifest lines stop, or with ``skip_bad`` go to ``report``."""
         path = Path(self.manifest)
         if not path.exists() and self.demo_corpus is not None:
             from c2ser.data.demo import build_demo_corpus
 
             build_demo_corpus(path.parent, **self.demo_corpus)
-        utts = read_manifest(path, audio_root=self.audio_root, labels=set(EMOTIONS))
+        utts = read_manifest(path, self.audio_root, skip_bad, set(EMOTIONS), report)
         if not utts:
             raise BadInputError(f"{path}: no utterances")
         if self.split is None:
@@ -100,21 +109,24 @@ class EvalSet:
             )
         return kept
 
-    def references(self) -> list[Utterance] | None:
+    def references(self, skip_bad: bool = False) -> list[Utterance] | None:
         """The utterances when the manifest exists (nothing is synthesised), else ``None``: the
         speakers, transcripts and style bins for scoring existing predictions."""
-        return self.utterances() if Path(self.manifest).is_file() else None
+        return self.utterances(skip_bad) if Path(self.manifest).is_file() else None
+
+    def set_name(self, utts: Sequence[Utterance]) -> str:
+        return set_name(self.name, self.manifest, self.split, utts)
 
 
 def check_inputs(
     utts: Sequence[Utterance],
     features: str | Path | None = None,
-    skip_missing: bool = False,
+    skip_bad: bool = False,
     listing: str | Path | None = None,
 ) -> tuple[list[Utterance], list[str]]:
     """(utterances whose inputs exist, ``"<id>: <missing path>"`` for the others).
 
-    Raises :class:`BadInputError` when something is missing and ``skip_missing`` is off, or when
+    Raises :class:`BadInputError` when something is missing and ``skip_bad`` is off, or when
     nothing is left; ``listing`` (if given) receives the complete list of missing files.
     """
     kept, missing = [], []
@@ -132,15 +144,15 @@ def check_inputs(
     where = f"; full list in {listing}" if listing is not None else ""
     head = f"{len(missing)} input file(s) missing for {len(utts) - len(kept)} of {len(utts)} "
     first = "\n  ".join(missing[:SHOW_MISSING])
-    if not skip_missing:
+    if not skip_bad:
         raise BadInputError(
             f"{head}utterances{where}. First {min(len(missing), SHOW_MISSING)}:\n  {first}\n"
             "Point data.audio_root (and data.features) at the folders holding them, or set "
-            "skip_missing=true to evaluate the rest."
+            "skip_bad=true to evaluate the rest."
         )
     if not kept:
         raise BadInputError(
-            f"{head}utterances{where}: nothing left to evaluate (skip_missing=true). "
+            f"{head}utterances{where}: nothing left to evaluate (skip_bad=true). "
             f"First missing: {missing[0]}"
         )
     return kept, missing
@@ -191,7 +203,8 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
         f"- source: {metrics['source']}" + (f"; split {split}" if split else ""),
         f"- utterances: {metrics['n']} scored; {metrics['n_unparsed']} unparsed, counted wrong "
         f"({metrics['n_failed']} of them failed in inference, see unparsed.jsonl); "
-        f"{metrics['n_missing']} skipped for missing inputs",
+        f"{metrics['n_missing']} skipped for missing inputs"
+        + (f", {metrics['n_bad_lines']} bad manifest lines" if metrics.get("n_bad_lines") else ""),
     ]
     if metrics.get("answer_tokens"):
         t = metrics["answer_tokens"]
@@ -296,16 +309,21 @@ def _infer(
     cfg: Any, utts: list[Utterance], out: Path, decoding: str, seed: int, **options: Any
 ) -> list[dict]:
     """Run (or resume) inference for ``utts`` into ``out``; rows in manifest order, with a
-    placeholder row (``text`` None, ``error``) for every utterance that failed. ``options``:
-    ``prompt``, ``temperature``, ``top_p`` of :func:`run_inference`."""
+    placeholder row (``text`` None, ``error``) for every utterance that failed (``skip_bad``;
+    without it the first failure stops the run). ``options``: ``prompt``, ``temperature``,
+    ``top_p`` of :func:`run_inference`."""
     from c2ser.inference.generate import run_inference
 
     overrides = {"llm_dtype": cfg.dtype} if cfg.get("dtype") else {}
     summary = run_inference(
         cfg.checkpoint, utts, out, stage=cfg.stage, features=cfg.data.get("features"),
         batch_size=cfg.batch_size, decoding=decoding, seed=seed, device=cfg.get("device"),
-        max_new_tokens=cfg.max_new_tokens, parse=parse_emotion, **options, **overrides,
+        max_new_tokens=cfg.max_new_tokens, parse=parse_emotion, skip_bad=cfg.skip_bad,
+        **options, **overrides,
     )  # fmt: skip
+    if summary.failed:
+        print(f"skip_bad: {out.name}: {summary.failed.summary('failed')}; counted wrong, "
+              "listed in unparsed.jsonl")  # fmt: skip
     errors = summary.failed.reasons_by_where()
     done = {str(r["index"]): r for r in read_jsonl(out)} if out.exists() else {}
     return [
@@ -332,7 +350,7 @@ def run_evaluation(cfg: Any) -> dict[str, Any]:
 
     out = Path(cfg.paths.output_dir)
     dataset = instantiate(cfg.data)
-    utts, n_missing = None, 0
+    utts, n_missing, n_bad_lines = None, 0, 0
     if cfg.get("predictions"):
         if _stability_decodings(cfg) > 1 and not cfg.stability.get("predictions"):
             raise BadInputError(
@@ -340,17 +358,28 @@ def run_evaluation(cfg: Any) -> dict[str, Any]:
                 "existing sampled outputs give stability.predictions=[run1.jsonl,run2.jsonl,...]"
             )
         rows = read_jsonl(cfg.predictions)
-        references = dataset.references() or []
+        references = dataset.references(cfg.skip_bad) or []
         source = f"predictions {cfg.predictions}"
+        # without the manifest, the predictions' own ids and labels say which set it is
+        found = references or [
+            Utterance(id=str(r["index"]), wav="", emotion=r.get("emotion")) for r in rows
+        ]
+        named_after = dataset.manifest if references else cfg.predictions
+        name = set_name(dataset.name, named_after, dataset.split, found)
     else:
         if not cfg.get("checkpoint"):
             raise BadInputError("give checkpoint=<model dir> (or predictions=<results.jsonl>)")
         listing = out / "missing_inputs.txt"
-        all_utts = dataset.utterances()
-        utts, missing = check_inputs(all_utts, dataset.features, cfg.skip_missing, listing)
+        bad_lines = SkipReport()
+        all_utts = dataset.utterances(cfg.skip_bad, bad_lines)
+        n_bad_lines = len(bad_lines)
+        if bad_lines:
+            print(f"skip_bad: {dataset.manifest}: {bad_lines.summary('skipped')} manifest lines")
+        name = dataset.set_name(all_utts)
+        utts, missing = check_inputs(all_utts, dataset.features, cfg.skip_bad, listing)
         n_missing = len(all_utts) - len(utts)
         if missing:
-            print(f"skip_missing: skipped {n_missing} utterance(s) with missing inputs ({listing})")
+            print(f"skip_bad: skipped {n_missing} utterance(s) with missing inputs ({listing})")
         rows = _infer(cfg, utts, out / "results.jsonl", cfg.decoding, cfg.seed)
         references = utts
         source = f"checkpoint {cfg.checkpoint} ({cfg.decoding} decoding)"
@@ -364,7 +393,7 @@ def run_evaluation(cfg: Any) -> dict[str, Any]:
     judge = (cfg.get("judge") or {}).get("model")
     metrics = {
         "kind": KIND,
-        "dataset": dataset.name,
+        "dataset": name,
         "split": dataset.split,
         "stage": cfg.stage,
         "source": source,
@@ -374,6 +403,7 @@ def run_evaluation(cfg: Any) -> dict[str, Any]:
         "n_unparsed": len(scored["unparsed"]),
         "n_failed": sum(1 for r in rows if r.get("text") is None),
         "n_missing": n_missing,
+        "n_bad_lines": n_bad_lines,
         "answer_tokens": _token_stats(rows),
         "overall": scored["overall"],
         "languages": scored["languages"],
@@ -382,7 +412,7 @@ def run_evaluation(cfg: Any) -> dict[str, Any]:
     cot = score_cot(rows, by_id) if cfg.stage == 1 else None
     if cot is not None:
         metrics["cot"] = cot
-    stability = _stability(cfg, rows, utts, out)
+    stability = _stability(cfg, rows, utts, out, name)
     if stability is not None:
         metrics["stability"] = stability
     predictions = [
@@ -396,7 +426,7 @@ def run_evaluation(cfg: Any) -> dict[str, Any]:
 
 
 def _stability(
-    cfg: Any, rows: list[dict[str, Any]], utts: list[Utterance] | None, out: Path
+    cfg: Any, rows: list[dict[str, Any]], utts: list[Utterance] | None, out: Path, name: str
 ) -> dict[str, Any] | None:
     """Decode ``stability.runs`` seeds x ``stability.prompts`` paraphrases more times (or read
     ``stability.predictions``) and measure the spread of UA and the agreement over the
@@ -437,7 +467,7 @@ def _stability(
         texts = [(by_id.get(str(r["index"])) or {}).get("text") for r in rows]
         runs.append([parse(t, row_language(r)) if t else None for t, r in zip(texts, rows)])
     report = stability_report(runs, [r["emotion"] for r in rows], prompts=prompts)
-    plot_stability(report, out / "stability.png", title=f"{cfg.data.name}: {decoding}")
+    plot_stability(report, out / "stability.png", title=f"{name}: {decoding}")
     return {**report, "decoding": decoding}
 
 

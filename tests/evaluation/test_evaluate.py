@@ -51,9 +51,9 @@ def test_check_inputs_lists_missing_files(tmp_path, wav_file):
     msg = str(e.value)
     assert "12 input file(s) missing for 12 of 14 utterances" in msg
     assert "u1.wav" in msg and "u11.wav" in msg and "u12.wav" not in msg  # first 10 only
-    assert "skip_missing=true" in msg
+    assert "skip_bad=true" in msg
     assert len(listing.read_text().splitlines()) == 12
-    kept, missing = check_inputs(utts, skip_missing=True)
+    kept, missing = check_inputs(utts, skip_bad=True)
     assert [u.id for u in kept] == ["u0", "u5"] and len(missing) == 12
 
 
@@ -62,7 +62,7 @@ def test_check_inputs_counts_missing_features(tmp_path, wav_file):
     with pytest.raises(BadInputError, match=r"u0\.npy"):
         check_inputs(utts, features=tmp_path / "feats")
     with pytest.raises(BadInputError, match="nothing left to evaluate"):
-        check_inputs(utts, features=tmp_path / "feats", skip_missing=True)
+        check_inputs(utts, features=tmp_path / "feats", skip_bad=True)
 
 
 @pytest.mark.shared
@@ -70,6 +70,9 @@ def test_real_emo_emilia_manifest(shared_dir, tmp_path):
     manifest = shared_dir / "data" / "emo-emilia" / "Emo-Emilia-ALL.jsonl"
     utts = EvalSet(manifest=str(manifest), name="emo_emilia", audio_root=str(tmp_path)).utterances()
     assert len(utts) == 1400
+    from c2ser.evaluation.sets import is_emo_emilia
+
+    assert is_emo_emilia(utts)
     assert Counter((u.language, u.emotion) for u in utts) == {
         (lang, e): 100 for lang in ("zh", "en") for e in EMOTIONS
     }
@@ -86,7 +89,7 @@ def test_real_emo_emilia_manifest(shared_dir, tmp_path):
     assert "1400 input file(s) missing" in r.stderr
     listing = tmp_path / "logs/evaluate/runs/missing/missing_inputs.txt"
     assert len(listing.read_text().splitlines()) == 1400
-    r = run_script([*common, "skip_missing=true"], tmp_path)
+    r = run_script([*common, "skip_bad=true"], tmp_path)
     assert r.returncode == 2 and "nothing left to evaluate" in r.stderr
 
 
@@ -147,8 +150,13 @@ def test_end_to_end_on_existing_predictions(tmp_path):
     out = tmp_path / "logs/evaluate/runs/p"
     m = json.loads((out / "metrics.json").read_text())
     assert (m["kind"], m["dataset"], m["stage"], m["n"], m["n_unparsed"], m["n_failed"]) == (
-        "c2ser-evaluation", "emo_emilia", 2, 5, 2, 1,
-    )  # fmt: skip
+        "c2ser-evaluation",
+        "results",
+        2,
+        5,
+        2,
+        1,
+    )  # fmt: skip  (5 rows are not Emo-Emilia: named after the predictions file)
     assert m["system"]["name"] == "mine" and m["answer_tokens"]["median"] == 9
     assert m["split"] is None and m["bootstrap"]["unit"] == "utterance"  # no manifest to read
     assert m["overall"]["parse_rate"] == pytest.approx(3 / 5)
@@ -249,7 +257,7 @@ def test_end_to_end_tiny_model(tmp_path, wav_file, tiny_model_dir):
     overrides = [
         "data=demo_test", f"data.manifest={manifest}", f"data.features={feats}",
         f"checkpoint={tiny_model_dir}", f"paths.output_dir={tmp_path / 'run'}",
-        "skip_missing=true", "max_new_tokens=6", "batch_size=2", "device=cpu",
+        "skip_bad=true", "max_new_tokens=6", "batch_size=2", "device=cpu",
         "stability.runs=2", "stability.prompts=2", "stability.decoding=greedy",
     ]  # fmt: skip
     m = run_evaluation(compose_eval(overrides))
@@ -329,3 +337,54 @@ def test_judge_labels_replace_the_rule_parser(tmp_path, monkeypatch):
     assert len(seen) == 1 and len(seen[0][0]) == 4  # unique non-empty answers, judged once
     assert m["overall"]["wa"] == pytest.approx(1 / 5)  # only EN_1 is happy and has an answer
     assert m["n_unparsed"] == 1  # the failed inference
+
+
+def _tiny_set(tmp_path, wav_file, corrupt: str):
+    """Three utterances with features; ``corrupt``'s wav exists but is not audio."""
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    rows = []
+    for i, name in enumerate(["EN_a", "EN_b", "ZH_c"]):
+        wav = wav_file(f"{name}.wav", seconds=0.4 + 0.1 * i)
+        if name == corrupt:
+            wav.write_bytes(b"RIFF....WAVEfmt garbage" * 10)
+        np.save(feats / f"{name}.npy", np.random.default_rng(i).standard_normal((10, 32)))
+        rows.append({"index": name, "wav": wav.name, "emotion": "sad"})
+    manifest = tmp_path / "my.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest, feats
+
+
+def test_inference_failures_stop_or_are_counted_with_skip_bad(tmp_path, wav_file, tiny_model_dir):
+    """One rule as in `c2ser infer` / `c2ser extract`: stop with one line, or with
+    skip_bad=true count, print and score the failure as wrong."""
+    manifest, feats = _tiny_set(tmp_path, wav_file, corrupt="EN_b")
+    overrides = [
+        "data=emo_emilia", f"data.manifest={manifest}", f"data.features={feats}",
+        f"checkpoint={tiny_model_dir}", f"paths.output_dir={tmp_path / 'run'}",
+        "max_new_tokens=3", "device=cpu", "bootstrap.resamples=10",
+    ]  # fmt: skip
+    with pytest.raises(BadInputError, match=r"EN_b: audio: .*skip_bad=true"):
+        run_evaluation(compose_eval(overrides))
+    m = run_evaluation(compose_eval([*overrides, "skip_bad=true"]))
+    assert (m["n"], m["n_failed"], m["n_unparsed"]) == (3, 1, m["n_unparsed"])
+    unparsed = [json.loads(line) for line in (tmp_path / "run" / "unparsed.jsonl").open()]
+    assert any(u["index"] == "EN_b" and "inference failed: audio" in u["reason"] for u in unparsed)
+    # named from the data, not the config group: never compared with the paper's Emo-Emilia
+    assert m["dataset"] == "my"
+    with pytest.raises(BadInputError, match=r"data\.name=emo_emilia is kept for the released"):
+        run_evaluation(compose_eval([*overrides, "skip_bad=true", "data.name=emo_emilia"]))
+
+
+def test_set_names_come_from_the_data(tmp_path):
+    from c2ser.evaluation.sets import is_emo_emilia, set_name
+
+    emilia = [
+        Utterance(id=f"{lang}_B00090_S{n:05d}_W000000", wav="x.wav", emotion=e)
+        for lang in ("ZH", "EN") for e in EMOTIONS for n in range(100)
+    ]  # fmt: skip
+    assert is_emo_emilia(emilia) and set_name(None, "any.jsonl", None, emilia) == "emo_emilia"
+    assert not is_emo_emilia(emilia[:-1])
+    assert set_name(None, "d/my.jsonl", None, emilia[:-1]) == "my"
+    assert set_name(None, "d/manifest.jsonl", "test", emilia[:3]) == "manifest_test"
+    assert set_name("demo_test", "d/manifest.jsonl", "test", emilia[:3]) == "demo_test"
