@@ -33,7 +33,7 @@ import torch
 
 from c2ser.convert.safe_pickle import load_checkpoint
 from c2ser.core.errors import BadInputError, reading
-from c2ser.core.io import atomic_directory
+from c2ser.core.io import atomic_directory, atomic_write_path
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
 from c2ser.models.checkpoint import LLM_SUBDIR, config_dict, is_base_llm_key, write_model_files
 
@@ -272,7 +272,9 @@ def _write_llm(
             else f"model-{i:05d}-of-{len(shards):05d}.safetensors"
         )
         tensors = {n[len(prefix) :]: _fetch(state, mapped[n]).to(dtype).contiguous() for n in shard}
-        save_file(tensors, str(out / file), metadata={"format": "pt"})
+        atomic_write_path(
+            out / file, lambda p, t=tensors: save_file(t, str(p), metadata={"format": "pt"})
+        )
         total += sum(t.numel() * t.element_size() for t in tensors.values())
         weight_map.update(dict.fromkeys(tensors, file))
         del tensors

@@ -28,7 +28,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from c2ser.core.io import atomic_directory
+from c2ser.core.io import atomic_directory, atomic_write_path
 
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: None}
 
@@ -220,7 +220,9 @@ def convert(model_dir: str | os.PathLike | None, out_dir: str | os.PathLike) -> 
         config.save_pretrained(tmp)
         generation.save_pretrained(tmp)
         state.pop("proj_out.weight", None)  # tied to the decoder embeddings
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        atomic_write_path(
+            tmp / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": "pt"})
+        )
         tokenizer.save_pretrained(tmp)
         WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(tmp)
     return out

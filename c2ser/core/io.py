@@ -1,9 +1,10 @@
 """Atomic file writes, so that a crash or ``kill -9`` never leaves a half-written output behind,
 and the one reader of jsonl outputs (results, predictions).
 
-Every writer goes through :func:`atomic_write`: a temporary file in the destination directory,
-fsynced, then ``os.replace``d into place; readers therefore see either the old file or the
-complete new one. Training checkpoints use it too (``c2ser.tasks.checkpoint_io``).
+Every writer goes through :func:`atomic_write` (or :func:`atomic_write_path` for libraries that
+write by file name): a temporary file in the destination directory, fsynced, then
+``os.replace``d into place; readers therefore see either the old file or the complete new one.
+Files get the permissions of a plain ``open()`` under the process umask, never mkstemp's 0600. Training checkpoints use it too (``c2ser.tasks.checkpoint_io``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,27 @@ def atomic_write(
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    return path
+
+
+def atomic_write_path(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """:func:`atomic_write` for libraries that write by file name: ``write(tmp_path)``, then
+    the umask's permissions (safetensors' ``save_file`` creates its files 0600, which
+    colleagues on a shared cluster cannot read), fsync and rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

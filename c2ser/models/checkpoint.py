@@ -34,9 +34,11 @@ import torch
 from torch import nn
 
 from c2ser.core.errors import BadInputError, reading
+from c2ser.core.io import atomic_write_path, atomic_write_text
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
 
 CONFIG_FILE, WEIGHTS_FILE, LLM_SUBDIR = "config.json", "model.safetensors", "llm"
+PT = {"format": "pt"}  # the safetensors metadata transformers expects
 STATE_PREFIX = "model."  # the task's attribute name: Lightning state-dict keys are model.<key>
 RUNTIME_FIELDS = (
     "llm_dtype",
@@ -104,8 +106,8 @@ def write_model_files(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous().cpu() for k, v in state.items() if not is_base_llm_key(k)}
-    save_file(weights, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
-    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    atomic_write_path(out / WEIGHTS_FILE, lambda p: save_file(weights, str(p), metadata=PT))
+    atomic_write_text(out / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return out
 
 
@@ -202,7 +204,7 @@ def save_base_llm(llm: nn.Module, out_dir: str | os.PathLike) -> Path:
     if llm.config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
     llm.config.save_pretrained(out)
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    atomic_write_path(out / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata=PT))
     return out
 
 

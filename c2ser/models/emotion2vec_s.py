@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from c2ser.core.errors import BadInputError, reading
+from c2ser.core.io import atomic_write_path, atomic_write_text
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 UTTERANCE_MODES = ("official", "extra_tokens", "mean")
@@ -429,8 +430,10 @@ class Emotion2VecS(nn.Module):
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
-        (out / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        atomic_write_path(
+            out / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"format": "pt"})
+        )
+        atomic_write_text(out / CONFIG_FILE, json.dumps(asdict(self.config), indent=2) + "\n")
         return out
 
     @classmethod
