@@ -36,6 +36,20 @@ def _instantiate_group(cfg: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(c) for c in cfg.values() if c is not None and "_target_" in c]
 
 
+def instantiate(cfg: DictConfig, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, except that a :class:`BadInputError` raised by the target
+    (a broken ``task.init_from`` checkpoint, bad data) stays itself: Hydra wraps every error
+    in an ``InstantiationException`` with a traceback, where the user needs the one line."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return hydra.utils.instantiate(cfg, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, BadInputError):
+            raise e.__cause__ from None
+        raise
+
+
 def instantiate_task(cfg: DictConfig, model: Any) -> pl.LightningModule:
     """The ``task`` config as a LightningModule around ``model``, its arguments converted to plain
     Python types.
@@ -44,7 +58,7 @@ def instantiate_task(cfg: DictConfig, model: Any) -> pl.LightningModule:
     there (``betas: [0.9, 0.99]`` arrives as a ``ListConfig``) cannot be unpickled by
     ``torch.load(weights_only=True)``, which is how Lightning reads ``last.ckpt`` to resume.
     """
-    return hydra.utils.instantiate(cfg, model=model, _convert_="all")
+    return instantiate(cfg, model=model, _convert_="all")
 
 
 def check_model_inputs(datamodule: Any, model_cfg: DictConfig) -> None:
@@ -102,10 +116,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    datamodule: pl.LightningDataModule = instantiate(cfg.data)
     check_model_inputs(datamodule, cfg.model)
     extra = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
-    model = hydra.utils.instantiate(cfg.model, **extra)
+    model = instantiate(cfg.model, **extra)
     task = instantiate_task(cfg.task, model)
 
     trainer: pl.Trainer = hydra.utils.instantiate(

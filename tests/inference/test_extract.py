@@ -182,6 +182,19 @@ def test_refuses_without_checkpoint(tmp_path, corpus, capsys):
     assert "c2ser convert emotion2vec-s" in capsys.readouterr().err
 
 
+def test_broken_checkpoint_directory_is_one_line(tmp_path, corpus, capsys):
+    scp, _ = corpus
+    model_dir = Emotion2VecS(tiny_config()).save_pretrained(tmp_path / "e2vs")
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])  # a copy cut short
+    argv = ["extract", "--manifest", str(scp), "--out", str(tmp_path / "o"),
+            "--checkpoint", str(model_dir)]  # fmt: skip
+    assert cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {model_dir}: not a readable Emotion2Vec-S model directory")
+    assert len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("flag", "value"),
     [("--max-padding", "1.5"), ("--max-padding", "x"), ("--batch-frames", "0")],
