@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="decoding seed and template phrasing seed")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], help="LLM dtype override")
+    p.add_argument(
+        "--skip-bad", action="store_true", help="skip bad utterances, report them at the end"
+    )
     p.set_defaults(func=run)
 
 
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         args.max_new_tokens,
         args.seed,
         args.device,
+        skip_bad=args.skip_bad,
         **overrides,
     )
     by = ", ".join(f"{n} {k}" for k, n in counts.items() if k != "skipped")

@@ -32,13 +32,15 @@ def make_distill_manifest(
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
+    skip_bad: bool = False,
     **model_overrides: Any,
 ) -> dict[str, int]:
     """``c2ser distill-targets`` as a function (see the module doc); returns counts by
-    ``cot_source`` plus ``skipped``."""
+    ``cot_source`` plus ``skipped``. A bad manifest line or utterance stops the run, unless
+    ``skip_bad`` (the rule of every runner, :data:`c2ser.core.errors.SKIP_HINT`)."""
     out = Path(out)
     report = SkipReport()
-    utts = read_manifest(manifest, audio_root, skip_bad=True, report=report)
+    utts = read_manifest(manifest, audio_root, skip_bad, report=report)
     teacher_file = out.with_name(out.name + ".teacher.jsonl")
     summary = run_inference(
         checkpoint,
@@ -53,6 +55,7 @@ def make_distill_manifest(
         max_new_tokens=max_new_tokens,
         parse=parse_emotion,
         progress=progress,
+        skip_bad=skip_bad,
         **model_overrides,
     )
     for line in summary.failed.items:
