@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +76,9 @@ def check_provenance(out: str | os.PathLike, record: dict[str, Any]) -> None:
             old = json.loads(meta.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             raise BadInputError(f"{meta}: corrupt run record; delete it and {out}") from None
-        changed = [k for k in record if old.get(k) != record[k]]
+        changed = list(_differences(old, record))
         if changed:
-            what = "; ".join(f"{k}: {_short(old.get(k))} -> {_short(record[k])}" for k in changed)
+            what = "; ".join(changed)
             raise BadInputError(
                 f"{out}: its results were produced with other settings ({what}); resuming would "
                 f"mix them. Write to another --out, or delete {out} and {meta.name} to redo them"
@@ -90,6 +91,21 @@ def check_provenance(out: str | os.PathLike, record: dict[str, Any]) -> None:
         )
 
 
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    """``key: old -> new`` for every differing entry, nested dicts key by key
+    (``generation.num_beams: 1 -> 4``)."""
+    for key in [*new, *(k for k in old if k not in new)]:
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            yield from _differences(a, b, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}: {_short(a)} -> {_short(b)}"
+
+
 def _short(value: Any) -> str:
+    if isinstance(value, str) and len(value) == 64:  # a sha256: its head tells them apart
+        value = value[:12]
     text = json.dumps(value, ensure_ascii=False, sort_keys=True)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -159,7 +159,8 @@ def test_resume_refuses_results_of_another_model_or_decoding(tiny_dir, corpus, t
     record = json.loads((tmp_path / "res.jsonl.run.json").read_text())
     assert record["model"] == str(tiny_dir.resolve()) and record["stage"] == 1
     assert run_inference(tiny_dir, manifest, out, **kw).skipped == 3  # same settings: resume
-    with pytest.raises(BadInputError, match=r"other settings \(generation: .*num_beams"):
+    changed = r"generation\.num_beams: 1 -> 4; generation\.repetition_penalty: null -> 1\.05\)"
+    with pytest.raises(BadInputError, match=rf"other settings \({changed}"):
         run_inference(tiny_dir, manifest, out, decoding="beam", **kw)
     with pytest.raises(BadInputError, match=r"other settings \(stage: 1 -> 2; prompt"):
         run_inference(tiny_dir, manifest, out, stage=2, **kw)
