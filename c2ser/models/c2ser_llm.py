@@ -43,11 +43,14 @@ from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from c2ser.core.tokens import EOD_ID
-from c2ser.models.adapter import Connector, Downsampler
+from c2ser.models.adapter import Connector, Downsampler, PoolDownsampler
 from c2ser.models.speech_encoder import SpeechEncoder, encoder_config
 
 # What the official recipe trains (``link_and_encoder_and_lora``); "llm" (the base Qwen2 itself) is
 # an extra group for random demo LLMs, which have nothing pretrained to keep.
+# "conv" is the release's (its weights load into it); "pool" is for speech sides trained from
+# scratch on little data (the demo, see PoolDownsampler)
+DOWNSAMPLERS: dict[str, type[nn.Module]] = {"conv": Downsampler, "pool": PoolDownsampler}
 OFFICIAL_GROUPS = ("encoder", "downsampler", "connector", "projection", "speech_embeddings", "lora")
 PARAM_GROUPS = (*OFFICIAL_GROUPS, "llm")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj")
@@ -67,7 +70,10 @@ class C2SERConfig:
     encoded in 30 s chunks; above ``max_audio_seconds`` it is refused. ``trainable`` lists the
     PARAM_GROUPS that train (default: the official set, base LLM frozen; adding ``llm`` fine-tunes
     the whole base LLM, which the tiny demo models do because theirs is random);
-    ``gradient_checkpointing`` covers the encoder and the LLM.
+    ``gradient_checkpointing`` covers the encoder and the LLM. ``downsampler="pool"`` replaces the
+    release's conv downsampler by :class:`~c2ser.models.adapter.PoolDownsampler` (models trained
+    from scratch on little data; it needs statistics of the encoder output, see
+    :meth:`C2SER.needs_speech_statistics`).
     """
 
     n_mels: int = 80
@@ -77,6 +83,7 @@ class C2SERConfig:
     encoder_ffn: int = 4096
     encoder_max_positions: int = 1500
     encoder_init: str | None = None
+    downsampler: str = "conv"
     connector_layers: int = 4
     connector_heads: int = 4
     connector_ffn: int = 2560
@@ -109,6 +116,8 @@ class C2SERConfig:
                 f"max_audio_seconds={self.max_audio_seconds} needs {steps:.0f} connector positions "
                 f"> connector_max_positions={self.connector_max_positions}"
             )
+        if self.downsampler not in DOWNSAMPLERS:
+            raise ValueError(f"downsampler must be one of {sorted(DOWNSAMPLERS)}")
         unknown = set(self.trainable) - set(PARAM_GROUPS)
         if unknown:
             raise ValueError(f"unknown trainable groups {sorted(unknown)}; known: {PARAM_GROUPS}")
@@ -131,7 +140,7 @@ class C2SER(nn.Module):
             from c2ser.models.checkpoint import load_whisper_encoder
 
             load_whisper_encoder(self.encoder, cfg.encoder_init)
-        self.downsampler = Downsampler(d)
+        self.downsampler = DOWNSAMPLERS[cfg.downsampler](d)
         self.ssl_proj = nn.Linear(cfg.ssl_dim, d) if cfg.use_ssl and cfg.ssl_dim > d else None
         self.connector = Connector(
             d, cfg.connector_layers, cfg.connector_heads, cfg.connector_ffn, cfg.dropout,
@@ -190,6 +199,11 @@ class C2SER(nn.Module):
         return [n for n, ps in self.param_groups().items() if ps and ps[0].requires_grad]
 
     # ----------------------------------------------------------------- speech -> LLM embeddings
+    def needs_speech_statistics(self) -> bool:
+        """Whether the pool downsampler is in use and still lacks its encoder-output statistics."""
+        pool = isinstance(self.downsampler, PoolDownsampler)
+        return self.config.use_whisper and pool and not bool(self.downsampler.ready)
+
     def encode_speech(
         self, mel: torch.Tensor | None, mel_mask: torch.Tensor | None, ssl: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -79,6 +79,8 @@ class CotSFTTask(pl.LightningModule):
         export_dir: where ``save_pretrained`` writes at the end of ``fit`` (None: no export).
         val_generate: utterances greedily decoded per validation (0: none).
         max_new_tokens: generation budget of those decodes.
+        speech_stats_batches: training batches the pool downsampler's statistics are estimated
+            from before the first step (``model.downsampler=pool`` only).
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class CotSFTTask(pl.LightningModule):
         val_generate: int = 8,
         max_new_tokens: int = 200,
         group_lr: dict[str, float] | None = None,
+        speech_stats_batches: int = 16,
     ) -> None:
         super().__init__()
         if scheduler not in SCHEDULERS:
@@ -112,6 +115,36 @@ class CotSFTTask(pl.LightningModule):
         # transformers' from_pretrained returns the LLM in eval mode and Lightning keeps module
         # modes as found; LoRA dropout (0.1) must be live in training, as in the official recipe.
         self.model.train()
+        if self.model.needs_speech_statistics():
+            self._estimate_speech_statistics()
+
+    @torch.no_grad()
+    def _estimate_speech_statistics(self) -> None:
+        """Per-channel mean/std of the encoder output over ``speech_stats_batches`` training
+        batches, averaged over ranks, for the pool downsampler. Runs only while the model has
+        none: a resumed run or ``init_from`` brings them with the weights."""
+        loader = self.trainer.datamodule.train_dataloader()
+        dim = self.model.config.encoder_dim
+        moments = torch.zeros(3, dim, dtype=torch.float64, device=self.device)
+        for i, batch in enumerate(loader):
+            if i >= self.hparams.speech_stats_batches:
+                break
+            if batch is None:
+                continue
+            x, pad = self.model.encoder(
+                batch["mel"].to(self.device), batch["mel_mask"].to(self.device)
+            )
+            frames = x[~pad].double()
+            moments += torch.stack(
+                [frames.new_full((dim,), len(frames)), frames.sum(0), frames.square().sum(0)]
+            )
+        moments = self.trainer.strategy.reduce(moments, reduce_op="sum")
+        if moments[0, 0] < 2:
+            raise ValueError("no training audio to estimate the pool downsampler's statistics from")
+        n, total, squares = moments
+        mean = total / n
+        std = (squares / n - mean.square()).clamp(min=0).sqrt()
+        self.model.downsampler.set_statistics(mean.float(), std.float())
 
     def _loss(self, batch: dict[str, Any]) -> torch.Tensor:
         out = self.model(

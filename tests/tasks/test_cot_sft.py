@@ -257,3 +257,30 @@ def test_paper_sizes_compose():
     assert (m.connector_layers, m.connector_heads, m.connector_ffn) == (4, 4, 2560)
     assert (m.lora_r, m.lora_alpha, m.lora_dropout) == (8, 32, 0.1)
     assert cfg.task._target_.endswith("CotSFTTask")
+
+
+def test_pool_downsampler_statistics_are_estimated_once(tmp_path, wav_file):
+    """``downsampler=pool``: fit estimates the encoder-output statistics from training audio
+    before the first step (equal to the moments computed by hand), and a run that starts from
+    those weights keeps them instead of re-estimating."""
+    dm = datamodule(make_corpus(tmp_path, wav_file))
+    model = tiny_model(downsampler="pool")
+    assert model.needs_speech_statistics()
+    task = CotSFTTask(model, lr=0.0, scheduler="linear", warmup_steps=1, val_generate=0)
+    fit(task, dm, 1, tmp_path)
+    assert not model.needs_speech_statistics()
+    frames = []
+    with torch.no_grad():
+        for batch in dm.train_dataloader():
+            x, pad = model.encoder(batch["mel"], batch["mel_mask"])
+            frames.append(x[~pad])
+    frames = torch.cat(frames)
+    torch.testing.assert_close(model.downsampler.mean, frames.mean(0), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        model.downsampler.std, frames.std(0, unbiased=False), atol=1e-5, rtol=1e-4
+    )
+    out = model.save_pretrained(tmp_path / "stage1")
+    again = tiny_model(downsampler="pool")
+    task = CotSFTTask(again, lr=0.0, scheduler="linear", warmup_steps=1, init_from=str(out))
+    assert not again.needs_speech_statistics()
+    torch.testing.assert_close(again.downsampler.mean, model.downsampler.mean)
