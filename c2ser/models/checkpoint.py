@@ -84,12 +84,40 @@ def lightning_state(model: C2SER, state_dict: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state_dict.items() if k in keep}
 
 
-def check_lightning_state(model: C2SER, state_dict: dict[str, Any]) -> None:
-    """Refuse a Lightning checkpoint that lacks part of ``model``'s trainable state."""
+# config fields a resumed run may change: runtime switches, and where weights were first read from
+RESUMABLE_FIELDS = (*RUNTIME_FIELDS, "encoder_init", "llm_path")
+_RESTART = "continue it with the settings it was started with, or start a new run (another "
+_RESTART += "run_name or hydra.run.dir; make demo: --fresh)"
+
+
+def check_lightning_state(model: C2SER, checkpoint: dict[str, Any]) -> None:
+    """Refuse to resume a Lightning checkpoint written by a different model: a changed config
+    field (named, old -> new; fields a checkpoint predates count as their defaults) or missing
+    trainable weights. One :class:`BadInputError` line, not a ``KeyError`` from deep inside."""
+    saved = checkpoint.get("c2ser_config")
+    if saved is not None:
+        old = config_dict(C2SERConfig(**{k: v for k, v in saved.items() if k in _FIELDS}))
+        new = config_dict(model.config)
+        changed = [
+            f"{k}: {old[k]!r} -> {new[k]!r}"
+            for k in new
+            if k not in RESUMABLE_FIELDS and old[k] != new[k]
+        ]
+        if changed:
+            raise BadInputError(
+                f"the run's checkpoint was written by a different model ({'; '.join(changed)}); "
+                + _RESTART
+            )
     need = {STATE_PREFIX + k for k in trainable_state(model)}
-    missing = sorted(need - set(state_dict))
+    missing = sorted(need - set(checkpoint["state_dict"]))
     if missing:
-        raise KeyError(f"checkpoint lacks {len(missing)} model weights, e.g. {missing[:4]}")
+        raise BadInputError(
+            f"the run's checkpoint lacks {len(missing)} model weights, e.g. {missing[:4]}; "
+            + _RESTART
+        )
+
+
+_FIELDS = {f.name for f in dataclasses.fields(C2SERConfig)}
 
 
 def config_dict(config: C2SERConfig, **changes: Any) -> dict[str, Any]:

@@ -262,7 +262,7 @@ class CotSFTTask(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "state_dict" in checkpoint:  # DeepSpeed restores the weights from its own files
-            check_lightning_state(self.model, checkpoint["state_dict"])
+            check_lightning_state(self.model, checkpoint)
 
     def on_fit_end(self) -> None:
         if not self.hparams.export_dir:

@@ -284,3 +284,25 @@ def test_pool_downsampler_statistics_are_estimated_once(tmp_path, wav_file):
     task = CotSFTTask(again, lr=0.0, scheduler="linear", warmup_steps=1, init_from=str(out))
     assert not again.needs_speech_statistics()
     torch.testing.assert_close(again.downsampler.mean, model.downsampler.mean)
+
+
+def test_resuming_a_checkpoint_of_another_model_is_refused_in_one_line():
+    """A run resumed after its model config changed (here the downsampler) stops with a line
+    naming the change; a checkpoint that predates a field counts as its default, and runtime
+    switches (gradient checkpointing, dropout, trainable groups) may change."""
+    from c2ser.core.errors import BadInputError
+    from c2ser.models.checkpoint import check_lightning_state, config_dict
+
+    conv = tiny_model()
+    checkpoint = {
+        "c2ser_config": config_dict(conv.config),
+        "state_dict": {f"model.{k}": v for k, v in trainable_state(conv).items()},
+    }
+    check_lightning_state(tiny_model(gradient_checkpointing=True), checkpoint)
+    with pytest.raises(BadInputError, match=r"downsampler: 'conv' -> 'pool'.*start a new run"):
+        check_lightning_state(tiny_model(downsampler="pool"), checkpoint)
+    del checkpoint["c2ser_config"]["downsampler"]  # written before the field existed
+    check_lightning_state(tiny_model(), checkpoint)
+    del checkpoint["c2ser_config"]
+    with pytest.raises(BadInputError, match=r"lacks 3 model weights.*downsampler.mean"):
+        check_lightning_state(tiny_model(downsampler="pool"), checkpoint)
