@@ -10,7 +10,9 @@ timing.
 Decodings: greedy and beam are deterministic; ``official`` is the release's 4-beam "sampling"
 with top_p=0, which in fact gives the same output for every seed (see
 c2ser/inference/generate.py); ``sample`` is nucleus sampling (--temperature, --top-p;
-repeatable with --seed). ``--paraphrase N`` asks with one of
+repeatable with --seed); ``score`` generates nothing: it scores the 7 Stage 2 answer
+sentences in the utterance's language and answers with the likeliest, so every answer parses,
+and each row gets ``scores`` (label -> probability). ``--paraphrase N`` asks with one of
 our rewordings of the stage's prompt (0: the official prompt).
 """
 
@@ -42,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="utterances per generation batch")
     p.add_argument(
         "--decoding",
-        choices=["greedy", "beam", "official", "sample"],
+        choices=["greedy", "beam", "official", "sample", "score"],
         default="greedy",
         help="see above",
     )

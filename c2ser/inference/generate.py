@@ -28,6 +28,9 @@ Decoding presets (``DECODING``):
 * ``sample`` is plain ancestral sampling (1 beam, ``temperature`` 1.0, nucleus ``top_p`` 0.9, no
   top-k, repetition penalty 1.05): the decoding that really varies with the seed, used by the
   stability evaluation. ``temperature`` / ``top_p`` arguments override the preset's.
+* ``score`` (:data:`SCORE`) generates nothing: it scores the 7 Stage 2 answer sentences
+  (:mod:`c2ser.inference.score`) and answers with the likeliest, so every answer parses; rows
+  also carry ``scores`` (label -> probability).
 
 Every batch starts from ``torch.manual_seed(seed)``, so a run is repeatable, but a sampled output
 also depends on the batch it was generated in.
@@ -53,6 +56,7 @@ import torch
 
 from c2ser.core.errors import SKIP_HINT, BadInputError
 from c2ser.core.io import atomic_write_bytes, write_json_atomic, write_jsonl_atomic
+from c2ser.core.language import language_of
 from c2ser.core.prompts import prompt_for
 from c2ser.data.audio import AudioError, audio_seconds, load_audio
 from c2ser.data.batching import pad_batch
@@ -63,6 +67,7 @@ from c2ser.data.tokenizer import load_tokenizer
 from c2ser.inference.hardware import resolve_device
 from c2ser.inference.provenance import check_provenance, provenance, provenance_path
 from c2ser.inference.runner import RunSummary, run_or_retry_singly
+from c2ser.inference.score import score_labels
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
 from c2ser.models.checkpoint import CONFIG_FILE, from_pretrained
 
@@ -79,6 +84,8 @@ DECODING: dict[str, dict[str, Any]] = {
     ),
 }  # fmt: skip
 MAX_NEW_TOKENS = 400
+SCORE = "score"  # closed-set label scoring instead of generation
+DECODINGS = (*DECODING, SCORE)
 
 Parser = Callable[[str, str | None], str | None]
 
@@ -112,7 +119,7 @@ def run_inference(
         manifest: jsonl / wav.scp path (bad lines are reported as failed) or utterances.
         features: directory of Emotion2Vec-S ``<id>.npy`` files, (>= 10, 768) each; required
             when the model uses them.
-        decoding: a key of ``DECODING``.
+        decoding: a key of ``DECODING``, or ``score`` (:data:`SCORE`).
         parse: ``parse(text, language) -> emotion | None`` filling ``pred_emotion``.
         prompt: ``None`` (the stage's official prompt), a paraphrase index of
             :data:`c2ser.core.prompts.PARAPHRASES`, or the prompt text itself.
@@ -126,7 +133,14 @@ def run_inference(
     features is refused instead of mixing results. When the run ends, ``out`` is rewritten in
     manifest order.
     """
-    gen = generation_kwargs(decoding, max_new_tokens, temperature, top_p)
+    if decoding == SCORE:
+        if temperature is not None or top_p is not None:
+            raise BadInputError(
+                "temperature and top_p only apply to sampling decodings, not 'score'"
+            )
+        gen = {"decoding": SCORE}
+    else:
+        gen = generation_kwargs(decoding, max_new_tokens, temperature, top_p)
     prompt_text = prompt if isinstance(prompt, str) else prompt_for(stage, prompt or 0)
     record = provenance(model, stage, prompt_text, gen, seed, features, model_overrides)
     out = Path(out)
@@ -292,30 +306,38 @@ def _generate_rows(
 ) -> list[dict[str, Any]]:
     """Generate one batch; if the batch fails as a whole, its items are retried one at a time."""
 
-    def run(batch: list[dict[str, Any]]) -> tuple[list[list[int]], float]:
+    scoring = gen.get("decoding") == SCORE
+
+    def run(batch: list[dict[str, Any]]) -> tuple[list[Any], float]:
         torch.manual_seed(seed)
         t0 = time.perf_counter()
-        ids = model.generate(*collate_items(batch, device), [prompt] * len(batch), **gen)
-        return ids, (time.perf_counter() - t0) / len(batch)
+        inputs, prompts = collate_items(batch, device), [prompt] * len(batch)
+        if scoring:
+            languages = [
+                language_of(it["utt"].language, it["utt"].id, it["utt"].text) for it in batch
+            ]
+            out = score_labels(model, *inputs, prompts, languages)
+        else:
+            out = model.generate(*inputs, prompts, **gen)
+        return out, (time.perf_counter() - t0) / len(batch)
 
     def failed(item: dict[str, Any], e: Exception) -> None:
         fail(item["utt"].id, f"generation failed: {e}")
 
     rows = []
     for batch, (ids, share) in run_or_retry_singly(items, run, failed):
-        for it, seq in zip(batch, ids, strict=True):
-            utt, text = it["utt"], tokenizer.decode(seq, skip_special_tokens=True)
-            rows.append(
-                {
-                    "index": utt.id,
-                    "text": text,
-                    "emotion": utt.emotion,
-                    "language": utt.language,
-                    "pred_emotion": parse(text, utt.language) if parse else None,
-                    "n_tokens": len(seq),
-                    "seconds": round(share, 4),
-                }
-            )
+        for it, out in zip(batch, ids, strict=True):
+            utt = it["utt"]
+            row = {"index": utt.id, "emotion": utt.emotion, "language": utt.language}
+            if scoring:
+                text = out.answer
+                row |= {"text": text, "pred_emotion": out.emotion, "scores": out.probs}
+                row["n_tokens"] = len(tokenizer.encode(text, add_special_tokens=False))
+            else:
+                text = tokenizer.decode(out, skip_special_tokens=True)
+                row |= {"text": text, "pred_emotion": parse(text, utt.language) if parse else None}
+                row["n_tokens"] = len(out)
+            rows.append(row | {"seconds": round(share, 4)})
     return rows
 
 

@@ -195,3 +195,30 @@ def test_official_samples_and_features(shared_dir, tmp_path):
                       max_new_tokens=4, progress=False)  # fmt: skip
     assert (s.done, len(s.failed)) == (2, 0)
     assert all(r["n_tokens"] == 4 for r in _rows(out).values())
+
+
+def test_score_decoding(tiny_dir, corpus, tmp_path):
+    """decoding=score: every row answers one of the 7 sentences, with probabilities that sum to
+    1, the same batched or one at a time; it is a decoding of its own for resuming."""
+    from c2ser.core.labels import EMOTIONS
+    from c2ser.core.parse import parse_emotion
+
+    manifest, feats = corpus
+    kw = dict(stage=2, features=feats, progress=False, device="cpu", skip_bad=True)
+    out = tmp_path / "score.jsonl"
+    s = run_inference(tiny_dir, manifest, out, decoding="score", batch_size=4, **kw)
+    assert (s.done, len(s.failed)) == (3, 2)
+    rows = _rows(out)
+    for r in rows.values():
+        assert set(r["scores"]) == set(EMOTIONS)
+        assert sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert r["pred_emotion"] == max(r["scores"], key=r["scores"].get)
+        assert parse_emotion(r["text"], "en") == r["pred_emotion"]
+    one = tmp_path / "one.jsonl"
+    run_inference(tiny_dir, manifest, one, decoding="score", batch_size=1, **kw)
+    for k, r in _rows(one).items():
+        assert r["scores"] == pytest.approx(rows[k]["scores"], abs=1e-5)
+    greedy = tmp_path / "greedy.jsonl"
+    run_inference(tiny_dir, manifest, greedy, max_new_tokens=3, **kw)
+    with pytest.raises(BadInputError, match=r"other settings \(generation\.decoding: null"):
+        run_inference(tiny_dir, manifest, greedy, decoding="score", **kw)
