@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", required=True, help="output directory")
     c.add_argument("--llm", help="local Qwen2 directory for tokenizer/config files (optional)")
     c.add_argument(
+        "--emotion2vec",
+        help="converted Emotion2Vec-S directory: write a model bundle (C2SER-LLM + Emotion2Vec-S "
+        "+ model card) for `c2ser predict` and `from c2ser import Pipeline`",
+    )
+    c.add_argument(
         "--dtype",
         default="bfloat16",
         choices=["bfloat16", "float32"],
@@ -56,9 +61,14 @@ def _emotion2vec_s(args: argparse.Namespace) -> int:
 
 
 def _c2ser_llm(args: argparse.Namespace) -> int:
-    from c2ser.convert.c2ser_llm import convert
+    from c2ser.convert.c2ser_llm import convert, convert_bundle
 
-    out = convert(args.checkpoint, args.config, args.out, llm_dir=args.llm, dtype=args.dtype)
+    if args.emotion2vec:
+        out = convert_bundle(
+            args.checkpoint, args.config, args.out, args.emotion2vec, args.llm, args.dtype
+        )
+    else:
+        out = convert(args.checkpoint, args.config, args.out, llm_dir=args.llm, dtype=args.dtype)
     print(f"wrote {out}")
     return 0
 

@@ -34,6 +34,7 @@ import torch
 from c2ser.convert.safe_pickle import load_checkpoint
 from c2ser.core.errors import BadInputError, reading
 from c2ser.core.io import atomic_directory, atomic_write_path
+from c2ser.models.bundle import C2SER_SUBDIR, check_empty, complete_bundle
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
 from c2ser.models.checkpoint import LLM_SUBDIR, config_dict, is_base_llm_key, write_model_files
 
@@ -91,8 +92,7 @@ def convert(
     import yaml
 
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise BadInputError(f"{out} exists and is not empty; remove it or choose another --out")
+    check_empty(out)
     with reading(config_yaml, "C2SER-LLM config.yaml"):
         yaml_cfg = yaml.safe_load(Path(config_yaml).read_text()) or {}
         if not isinstance(yaml_cfg, dict):
@@ -116,6 +116,34 @@ def convert(
         write_model_files(tmp, config_dict(cfg, llm_path=LLM_SUBDIR, llm_config=None), speech)
         del speech
         _write_llm(state, mapped, llm_config, tmp / LLM_SUBDIR, to)
+    return out
+
+
+def convert_bundle(
+    checkpoint: str | os.PathLike,
+    config_yaml: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    emotion2vec: str | os.PathLike,
+    llm_dir: str | os.PathLike | None = None,
+    dtype: str = "bfloat16",
+) -> Path:
+    """Convert the release into a model bundle (:mod:`c2ser.models.bundle`) with its
+    Emotion2Vec-S (a directory from ``c2ser convert emotion2vec-s``): what ``c2ser predict``
+    and the Python pipeline load. The release read the first 10 Emotion2Vec-S frames
+    (``official`` utterance features), which the bundle records."""
+    out = Path(out_dir)
+    check_empty(out)
+    source = {
+        "kind": "converted from the official C2SER release",
+        "checkpoint": Path(checkpoint).name,
+        "config": Path(config_yaml).name,
+        "emotion2vec": str(emotion2vec),
+        "llm": str(llm_dir) if llm_dir else None,
+        "dtype": dtype,
+    }
+    with atomic_directory(out) as tmp:
+        convert(checkpoint, config_yaml, tmp / C2SER_SUBDIR, llm_dir, dtype)
+        complete_bundle(tmp, emotion2vec, source, utterance_mode="official")
     return out
 
 

@@ -54,7 +54,7 @@ from typing import Any
 
 import torch
 
-from c2ser.core.errors import SKIP_HINT, BadInputError
+from c2ser.core.errors import BadInputError
 from c2ser.core.io import atomic_write_bytes, write_json_atomic, write_jsonl_atomic
 from c2ser.core.language import language_of
 from c2ser.core.prompts import prompt_for
@@ -66,7 +66,7 @@ from c2ser.data.mel import log_mel
 from c2ser.data.tokenizer import load_tokenizer
 from c2ser.inference.hardware import resolve_device
 from c2ser.inference.provenance import check_provenance, provenance, provenance_path
-from c2ser.inference.runner import RunSummary, run_or_retry_singly
+from c2ser.inference.runner import RunSummary, failer, run_or_retry_singly
 from c2ser.inference.score import score_labels
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
 from c2ser.models.checkpoint import CONFIG_FILE, from_pretrained
@@ -164,7 +164,7 @@ def run_inference(
     else:
         utts = read_manifest(manifest, audio_root, skip_bad, report=summary.failed)
     feature_dir = Path(features) if features is not None else None
-    fail = _failer(summary, skip_bad)
+    fail = failer(summary.failed, skip_bad)
     todo = _pending(utts, _finished_ids(out), model.config, feature_dir, summary, fail)
     write_json_atomic(provenance_path(out), record)
     tokenizer = load_tokenizer()
@@ -190,17 +190,6 @@ def run_inference(
     bar.close()
     _in_manifest_order(out, [u.id for u in utts])
     return summary
-
-
-def _failer(summary: RunSummary, skip_bad: bool) -> Callable[[str, str], None]:
-    """``fail(id, reason)``: counted in ``summary`` with ``skip_bad``, else the run stops."""
-
-    def fail(where: str, reason: str) -> None:
-        if not skip_bad:
-            raise BadInputError(f"{where}: {reason} ({SKIP_HINT})")
-        summary.failed.add(where, reason)
-
-    return fail
 
 
 def generation_kwargs(

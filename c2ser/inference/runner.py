@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from c2ser.core.errors import SkipReport
+from c2ser.core.errors import SKIP_HINT, BadInputError, SkipReport
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -43,6 +43,18 @@ class RunSummary:
         if self.audio_seconds:
             text += f", real-time factor {self.seconds / self.audio_seconds:.4f}"
         return text
+
+
+def failer(report: SkipReport, skip_bad: bool) -> Callable[[str, str], None]:
+    """``fail(where, reason)``, the one rule for a bad item: with ``skip_bad`` it is counted in
+    ``report``, else the run stops with one :class:`BadInputError` line naming it."""
+
+    def fail(where: str, reason: str) -> None:
+        if not skip_bad:
+            raise BadInputError(f"{where}: {reason} ({SKIP_HINT})")
+        report.add(where, reason)
+
+    return fail
 
 
 def run_or_retry_singly(

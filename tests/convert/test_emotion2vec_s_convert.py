@@ -25,7 +25,8 @@ class Modality(enum.Enum):  # fairseq pickles its own enum; the safe unpickler k
     AUDIO = "AUDIO"
 
 
-def fairseq_cfg(**audio_overrides):
+def fairseq_cfg(dim: int = D, heads: int = H, **audio_overrides):
+    """The pickled fairseq cfg; ``dim`` / ``heads`` resize the model (e.g. to a C2SER's ssl_dim)."""
     audio = {
         "type": Modality.AUDIO,
         "prenet_depth": PRENET,
@@ -49,8 +50,8 @@ def fairseq_cfg(**audio_overrides):
     model = {
         "_name": "data2vec_multi",
         "depth": DEPTH,
-        "num_heads": H,
-        "embed_dim": D,
+        "num_heads": heads,
+        "embed_dim": dim,
         "mlp_ratio": 4.0,
         "norm_eps": 1e-5,
         "layer_norm_first": False,
@@ -60,7 +61,7 @@ def fairseq_cfg(**audio_overrides):
     return OmegaConf.create({"model": model, "task": {"_name": "audio_pretraining"}})
 
 
-def official_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+def official_state_dict(seed: int = 0, dim: int = D, heads: int = H) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
 
     def w(*shape, fan_in=None):
@@ -74,11 +75,11 @@ def official_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 
     def block(prefix):
         return {
-            **norm(f"{prefix}.norm1", D), **norm(f"{prefix}.norm2", D),
-            f"{prefix}.attn.qkv.weight": w(3 * D, D), f"{prefix}.attn.qkv.bias": 0.1 * w(3 * D, fan_in=1),
-            f"{prefix}.attn.proj.weight": w(D, D), f"{prefix}.attn.proj.bias": 0.1 * w(D, fan_in=1),
-            f"{prefix}.mlp.fc1.weight": w(4 * D, D), f"{prefix}.mlp.fc1.bias": 0.1 * w(4 * D, fan_in=1),
-            f"{prefix}.mlp.fc2.weight": w(D, 4 * D), f"{prefix}.mlp.fc2.bias": 0.1 * w(D, fan_in=1),
+            **norm(f"{prefix}.norm1", dim), **norm(f"{prefix}.norm2", dim),
+            f"{prefix}.attn.qkv.weight": w(3 * dim, dim), f"{prefix}.attn.qkv.bias": 0.1 * w(3 * dim, fan_in=1),
+            f"{prefix}.attn.proj.weight": w(dim, dim), f"{prefix}.attn.proj.bias": 0.1 * w(dim, fan_in=1),
+            f"{prefix}.mlp.fc1.weight": w(4 * dim, dim), f"{prefix}.mlp.fc1.bias": 0.1 * w(4 * dim, fan_in=1),
+            f"{prefix}.mlp.fc2.weight": w(dim, 4 * dim), f"{prefix}.mlp.fc2.bias": 0.1 * w(dim, fan_in=1),
         }  # fmt: skip
 
     sd: dict = {}
@@ -88,24 +89,24 @@ def official_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
         sd.update(norm(f"{P}local_encoder.conv_layers.{i}.2.1", c))
         c_in = c
     sd.update(norm(f"{P}project_features.1", c_in))
-    sd[f"{P}project_features.2.weight"] = w(D, c_in)
-    sd[f"{P}project_features.2.bias"] = 0.1 * w(D, fan_in=1)
+    sd[f"{P}project_features.2.weight"] = w(dim, c_in)
+    sd[f"{P}project_features.2.bias"] = 0.1 * w(dim, fan_in=1)
     for j in range(1, POS_DEPTH + 1):
-        sd[f"{P}relative_positional_encoder.{j}.0.weight"] = w(D, D // GROUPS, POS_K)
-        sd[f"{P}relative_positional_encoder.{j}.0.bias"] = 0.1 * w(D, fan_in=1)
-    sd[f"{P}extra_tokens"] = w(1, E, D, fan_in=1)
-    scale = 1 + 0.5 * w(H, fan_in=1)
+        sd[f"{P}relative_positional_encoder.{j}.0.weight"] = w(dim, dim // GROUPS, POS_K)
+        sd[f"{P}relative_positional_encoder.{j}.0.bias"] = 0.1 * w(dim, fan_in=1)
+    sd[f"{P}extra_tokens"] = w(1, E, dim, fan_in=1)
+    scale = 1 + 0.5 * w(heads, fan_in=1)
     scale[3] = -0.7  # a negative learned scale must be clamped to 0
-    sd[f"{P}alibi_scale"] = scale.view(1, 1, H, 1, 1)
-    sd.update(norm(f"{P}context_encoder.norm", D))
+    sd[f"{P}alibi_scale"] = scale.view(1, 1, heads, 1, 1)
+    sd.update(norm(f"{P}context_encoder.norm", dim))
     for i in range(PRENET):
         sd.update(block(f"{P}context_encoder.blocks.{i}"))
     for i in range(DEPTH):
         sd.update(block(f"blocks.{i}"))
-    for i, c in enumerate((D, DEC)):  # decoder: dropped by the converter
+    for i, c in enumerate((dim, DEC)):  # decoder: dropped by the converter
         sd[f"{P}decoder.blocks.{i}.0.weight"] = w(DEC, c // GROUPS, 7)
         sd[f"{P}decoder.blocks.{i}.0.bias"] = w(DEC, fan_in=1)
-    sd[f"{P}decoder.proj.weight"], sd[f"{P}decoder.proj.bias"] = w(D, DEC), w(D, fan_in=1)
+    sd[f"{P}decoder.proj.weight"], sd[f"{P}decoder.proj.bias"] = w(dim, DEC), w(dim, fan_in=1)
     return sd
 
 
