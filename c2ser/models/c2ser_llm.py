@@ -313,6 +313,35 @@ class C2SER(nn.Module):
             loss = F.cross_entropy(logits_sel, shifted[sel])
         return CausalLMOutputWithPast(loss=loss, logits=head(hidden) if return_logits else None)
 
+    def target_logprobs(
+        self,
+        mel: torch.Tensor | None,
+        mel_mask: torch.Tensor | None,
+        ssl: torch.Tensor | None,
+        prompt_ids: list[list[int]],
+        target_ids: list[list[int]],
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """Teacher-forced log-probability of each target token, ``(B, longest target)``, 0 past
+        a row's end: the per-token scores of sampled answers that policy-gradient training needs
+        (:mod:`c2ser.tasks.grpo`). ``temperature`` divides the logits, so the scores are those
+        of the distribution the answers were sampled from. As :meth:`forward`, the LM head runs
+        only where a target token is predicted."""
+        speech, lengths = self.encode_speech(mel, mel_mask, ssl)
+        embeds, mask, position_ids, labels = self.assemble(speech, lengths, prompt_ids, target_ids)
+        base = self.base_llm()
+        hidden = base.model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        shifted = labels[:, 1:]
+        sel = shifted != -100
+        logits = base.get_output_embeddings()(hidden[:, :-1][sel]).float() / temperature
+        logp = -F.cross_entropy(logits, shifted[sel], reduction="none")
+        n = torch.tensor([len(t) for t in target_ids], device=logp.device)
+        out = logp.new_zeros(len(target_ids), int(n.max()))
+        out[torch.arange(out.shape[1], device=logp.device)[None, :] < n[:, None]] = logp
+        return out
+
     # ----------------------------------------------------------------- inference
     @torch.inference_mode()
     def generate(
