@@ -34,7 +34,7 @@ from tests.scale.conftest import (
     train_env,
 )
 
-STAGES = {"stage1": "cot_explicit", "stage2": "cot_implicit"}
+STAGES = {"stage1": "cot_explicit", "stage2": "cot_implicit", "stage3": "cot_implicit"}
 
 
 def wait_for_new_file(path: Path, proc: subprocess.Popen, previous) -> tuple[tuple, float]:
@@ -95,11 +95,17 @@ def test_kill9_and_rerun_continues_like_an_uninterrupted_run(tmp_path, corpus):
 
 def c2ser_args(root: Path, stage: str, manifest: Path) -> tuple[str, ...]:
     """``train.py`` overrides of a tiny resumable C2SER run of ``stage`` (Stage 2 starts from a
-    random Stage 1 export and decays its explicit share over 10 steps, whatever the run length)."""
+    random Stage 1 export and decays its explicit share over 10 steps, whatever the run length;
+    Stage 3 is GRPO from the same export: its losses depend on the sampled answers, which a
+    resumed run must draw again, and on the dropout masks of the policy and reference passes)."""
     args = (f"experiment={STAGES[stage]}", *C2SER_RESUMABLE, f"data.manifest={manifest}",
             f"data.ssl_dir={manifest.parent / 'ssl'}")  # fmt: skip
+    if stage != "stage1":
+        args += (f"task.init_from={stage1_export(root / 'stage1')}",)
     if stage == "stage2":
-        args += (f"task.init_from={stage1_export(root / 'stage1')}", "task.decay_steps=10")
+        args += ("task.decay_steps=10",)
+    if stage == "stage3":
+        args += ("task=grpo", "task.group_size=2", "task.lr=1e-3")
     return args
 
 
