@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,17 @@ from c2ser.core.figures import plot_confusion
 from c2ser.core.io import write_json_atomic, write_jsonl_atomic
 from c2ser.core.labels import EMOTIONS
 from c2ser.core.metrics import classification_report
+from c2ser.tasks.schedules import (
+    OptimizerFactory,
+    SchedulerFactory,
+    build_optimizer,
+    build_scheduler,
+    linear_warmup,
+)
 from c2ser.tasks.strategies import gather_unique
 
 PREDICTIONS_FILE = "test_predictions.jsonl"
+WARMUP_50 = partial(linear_warmup, warmup_steps=50)
 
 
 class ClassificationTask(pl.LightningModule):
@@ -30,20 +39,30 @@ class ClassificationTask(pl.LightningModule):
     utterance (``index, emotion, language, speaker, pred_emotion`` and ``scores``, the softmax
     probability of each label), so that later summaries can score per language and bootstrap
     over speakers without running the model again.
+
+    Args:
+        optimizer: ``optimizer(params) -> Optimizer``, a partial config entry (default AdamW,
+            weight decay 0.01); ``lr`` and ``weight_decay`` are its shortcuts (``task.lr``).
+        scheduler: ``scheduler(optimizer) -> LR scheduler`` stepped every optimiser step, a
+            partial entry of :mod:`c2ser.tasks.schedules` (default: linear warmup over 50
+            steps); None: constant.
     """
 
     input_key = "mel"
+    scheduler_interval = "step"
 
     def __init__(
         self,
         model: nn.Module,
         labels: Sequence[str] = EMOTIONS,
-        lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        warmup_steps: int = 50,
+        lr: float | None = 1e-3,
+        weight_decay: float | None = 0.01,
+        optimizer: OptimizerFactory = torch.optim.AdamW,
+        scheduler: SchedulerFactory | None = WARMUP_50,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.model, self.labels = model, list(labels)
         self._rows: dict[str, list[dict[str, Any]]] = {}
 
@@ -112,10 +131,17 @@ class ClassificationTask(pl.LightningModule):
                 title=f"test UA {100 * report['ua']:.1f}%",
             )
 
-    def configure_optimizers(self) -> dict:
-        opt = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        opt = build_optimizer(
+            self.optimizer_factory, self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay
         )
-        warmup = max(1, self.hparams.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        sched = build_scheduler(
+            self.scheduler_factory, opt, lambda: self.trainer.estimated_stepping_batches
+        )
+        if sched is None:
+            return opt
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": sched, "interval": self.scheduler_interval},
+        }

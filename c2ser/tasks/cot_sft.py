@@ -6,11 +6,13 @@ embeddings and LoRA; the base Qwen2 is frozen unless the ``llm`` group is listed
 models do with their random one; Emotion2Vec-S features come precomputed);
 this task optimises every parameter that requires grad with the official recipe:
 
-* AdamW lr 5e-5, betas (0.9, 0.99), eps 1e-6, weight decay 0.01;
-* ``scheduler: warmup_lr``: the official wenet WarmupLR, lr * min(s / w, sqrt(w / s)) over
-  optimiser steps s (w = 8000); ``linear``: linear warmup to lr, then constant; or
-  ``linear_decay``: linear warmup, then linear decay to 0 at the run's last optimiser step (the
-  demo recipes: a constant 3e-3 made the tiny demo model's loss climb back after ~200 steps);
+* ``optimizer``: AdamW lr 5e-5, betas (0.9, 0.99), eps 1e-6, weight decay 0.01 (a partial
+  config entry; ``task.lr`` is the shortcut of its lr);
+* ``scheduler``: a partial entry of :mod:`c2ser.tasks.schedules` stepped every optimiser step:
+  ``warmup_lr``, the official wenet WarmupLR, lr * min(s / w, sqrt(w / s)) over optimiser steps s
+  (w = 8000); ``linear_warmup``: linear warmup to lr, then constant; or ``linear_decay``: linear
+  warmup, then linear decay to 0 at the run's last optimiser step (its ``total_steps``, injected;
+  the demo recipes: a constant 3e-3 made the tiny demo model's loss climb back after ~200 steps);
 * ``group_lr`` gives some parameter groups of the model (``C2SER.param_groups``: encoder,
   connector, llm, ...) their own learning rate; the others use ``lr``;
 * clipping, accumulation and precision (bf16-mixed on GPU) come from the trainer config;
@@ -32,7 +34,7 @@ table (:class:`~c2ser.tasks.wandb_callbacks.WandbMedia`).
 from __future__ import annotations
 
 import logging
-import math
+from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
@@ -46,27 +48,20 @@ from c2ser.models.checkpoint import (
     load_weights,
     save_pretrained,
 )
+from c2ser.tasks.schedules import (
+    OptimizerFactory,
+    SchedulerFactory,
+    build_optimizer,
+    build_scheduler,
+    warmup_lr,
+)
 from c2ser.tasks.strategies import gather_unique
 
 log = logging.getLogger(__name__)
 
-
-def warmup_lr(step: int, warmup: int) -> float:
-    """wenet WarmupLR factor at optimiser step ``step`` (0-based): min(s/w, sqrt(w/s)), s=step+1."""
-    s = step + 1
-    return min(s / warmup, math.sqrt(warmup / s)) if warmup > 0 else 1.0
-
-
-def linear_warmup(step: int, warmup: int) -> float:
-    return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-
-
-def linear_decay(step: int, warmup: int, total: int) -> float:
-    """Linear warmup over ``warmup`` steps, then linear decay to 0 at step ``total``."""
-    return min(linear_warmup(step, warmup), max(0.0, (total - step) / max(1, total - warmup)))
-
-
-SCHEDULERS = {"warmup_lr": warmup_lr, "linear": linear_warmup, "linear_decay": linear_decay}
+# the official optimiser (its lr is the ``lr`` argument, the ``task.lr`` shortcut)
+OFFICIAL_OPTIMIZER = partial(torch.optim.AdamW, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.01)
+OFFICIAL_SCHEDULER = partial(warmup_lr, warmup_steps=8000)
 
 
 class CotSFTTask(pl.LightningModule):
@@ -74,6 +69,11 @@ class CotSFTTask(pl.LightningModule):
 
     Args:
         model: a :class:`~c2ser.models.c2ser_llm.C2SER`.
+        lr: the optimizer's learning rate (the shortcut ``task.lr``; ``group_lr`` overrides it
+            for some groups).
+        optimizer: ``optimizer(param_groups) -> Optimizer``, a partial entry.
+        scheduler: ``scheduler(optimizer) -> LR scheduler`` (stepped every optimiser step), a
+            partial entry of :mod:`c2ser.tasks.schedules`; None: constant.
         init_from: start from these weights (an exported model dir or a Lightning ``.ckpt``),
             e.g. Stage 1's for Stage 2. A later resume of this run overrides them.
         export_dir: where ``save_pretrained`` writes at the end of ``fit`` (None: no export).
@@ -86,12 +86,9 @@ class CotSFTTask(pl.LightningModule):
     def __init__(
         self,
         model: nn.Module,
-        lr: float = 5e-5,
-        betas: tuple[float, float] = (0.9, 0.99),
-        eps: float = 1e-6,
-        weight_decay: float = 0.01,
-        scheduler: str = "warmup_lr",
-        warmup_steps: int = 8000,
+        lr: float | None = 5e-5,
+        optimizer: OptimizerFactory = OFFICIAL_OPTIMIZER,
+        scheduler: SchedulerFactory | None = OFFICIAL_SCHEDULER,
         init_from: str | None = None,
         export_dir: str | None = None,
         val_generate: int = 8,
@@ -100,9 +97,8 @@ class CotSFTTask(pl.LightningModule):
         speech_stats_batches: int = 16,
     ) -> None:
         super().__init__()
-        if scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {scheduler!r}")
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.model = model
         self.strict_loading = False  # checkpoints omit the frozen base LLM (checked on load)
         self._answers: list[dict[str, Any]] = []
@@ -216,22 +212,16 @@ class CotSFTTask(pl.LightningModule):
 
     # ------------------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> dict:
-        hp = self.hparams
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("nothing to train: every model parameter is frozen (model.trainable)")
-        opt = torch.optim.AdamW(
-            self._param_groups(params), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps,
-            weight_decay=hp.weight_decay,
-        )  # fmt: skip
-        factor, warmup = SCHEDULERS[hp.scheduler], hp.warmup_steps
-        if hp.scheduler == "linear_decay":
-            total = self.trainer.estimated_stepping_batches
-            if total == float("inf"):
-                raise ValueError("scheduler=linear_decay needs trainer.max_steps or max_epochs")
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: factor(s, warmup, total))
-        else:
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: factor(s, warmup))
+        groups = self._param_groups(params)
+        opt = build_optimizer(self.optimizer_factory, groups, lr=self.hparams.lr)
+        sched = build_scheduler(
+            self.scheduler_factory, opt, lambda: self.trainer.estimated_stepping_batches
+        )
+        if sched is None:
+            return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def _param_groups(self, params: list[nn.Parameter]) -> list[dict[str, Any]]:

@@ -24,13 +24,7 @@ from typing import Any
 import torch
 
 from c2ser.tasks.cot_sft import CotSFTTask
-
-
-def linear_decay(step: int, start: float, end: float, steps: int) -> float:
-    """``start`` at step 0, ``end`` from step ``steps`` on, linear in between."""
-    if steps <= 0:
-        return end
-    return start + (end - start) * min(max(step / steps, 0.0), 1.0)
+from c2ser.tasks.schedules import linear_ramp
 
 
 def mix_explicit(
@@ -78,7 +72,7 @@ class DistillTask(CotSFTTask):
         if per not in ("sample", "batch"):
             raise ValueError(f"per must be 'sample' or 'batch', got {per!r}")
         super().__init__(*args, **kwargs)
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
 
     def decay_length(self) -> int:
         hp = self.hparams
@@ -91,7 +85,7 @@ class DistillTask(CotSFTTask):
 
     def explicit_prob(self, step: int) -> float:
         hp = self.hparams
-        return linear_decay(step, hp.explicit_start, hp.explicit_end, self.decay_length())
+        return linear_ramp(step, hp.explicit_start, hp.explicit_end, self.decay_length())
 
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> torch.Tensor | None:
         if batch is None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from c2ser.models.emotion2vec_s import Decoder, Emotion2VecS
+from c2ser.tasks.schedules import (
+    OptimizerFactory,
+    SchedulerFactory,
+    build_optimizer,
+    build_scheduler,
+    linear_ramp,
+    warmup_cosine,
+)
+
+# the paper's optimiser and schedule (lr 7.5e-5 is the ``lr`` argument, the ``task.lr`` shortcut)
+PAPER_OPTIMIZER = partial(torch.optim.AdamW, betas=(0.9, 0.98), weight_decay=0.01)
+PAPER_SCHEDULER = partial(warmup_cosine, warmup_fraction=0.05)
 
 
 def inverse_block_mask(
@@ -112,13 +125,6 @@ def category_loss(g: Tensor, labels: Tensor, temperature: float) -> Tensor:
     return -(target * logp.masked_fill(eye, 0.0)).sum(1)[has].mean()
 
 
-def ema_decay_at(step: int, start: float, end: float, anneal_steps: int) -> float:
-    """Linear decay schedule of the teacher (fairseq ``get_annealed_rate``)."""
-    if step >= anneal_steps:
-        return end
-    return end - (end - start) * (1 - step / anneal_steps)
-
-
 class Emotion2VecSPretrainTask(pl.LightningModule):
     """Teacher-student pretraining of an :class:`Emotion2VecS` (see the module doc).
 
@@ -132,16 +138,20 @@ class Emotion2VecSPretrainTask(pl.LightningModule):
             emotion2vec pretraining).
         save_dir_name: the student is written there (``save_pretrained``) under the run
             directory at the end of fit, ready for ``c2ser extract --checkpoint``.
+        lr: the optimizer's learning rate (the shortcut ``task.lr``).
+        optimizer: a partial entry (default AdamW, betas (0.9, 0.98), weight decay 0.01, which
+            biases, norms and ALiBi scales are exempt from).
+        scheduler: a partial entry stepped every optimiser step (default: 5 % linear warmup,
+            then cosine to 0 over the run, :func:`c2ser.tasks.schedules.warmup_cosine`).
     """
 
     def __init__(
         self,
         model: Emotion2VecS,
         init_from: str | None = None,
-        lr: float = 7.5e-5,
-        weight_decay: float = 0.01,
-        betas: tuple[float, float] = (0.9, 0.98),
-        warmup_fraction: float = 0.05,
+        lr: float | None = 7.5e-5,
+        optimizer: OptimizerFactory = PAPER_OPTIMIZER,
+        scheduler: SchedulerFactory | None = PAPER_SCHEDULER,
         ema_decay: float = 0.999,
         ema_end_decay: float = 0.99999,
         ema_anneal_end_step: int | None = None,
@@ -157,7 +167,8 @@ class Emotion2VecSPretrainTask(pl.LightningModule):
         save_dir_name: str | None = "emotion2vec_s",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         if init_from:
             try:
                 model.load_state_dict(Emotion2VecS.from_pretrained(init_from).state_dict())
@@ -242,7 +253,7 @@ class Emotion2VecSPretrainTask(pl.LightningModule):
 
     def _decay(self) -> float:
         hp = self.hparams
-        return ema_decay_at(self.global_step, hp.ema_decay, hp.ema_end_decay, self._anneal_steps())
+        return linear_ramp(self.global_step, hp.ema_decay, hp.ema_end_decay, self._anneal_steps())
 
     @torch.no_grad()
     def ema_update(self, decay: float) -> None:
@@ -264,24 +275,16 @@ class Emotion2VecSPretrainTask(pl.LightningModule):
     # -- optimisation ------------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict:
-        hp = self.hparams
         decay, no_decay = [], []
         for name, p in [*self.model.named_parameters(), *self.decoder.named_parameters()]:
             if p.requires_grad:
                 flat = p.dim() == 1 or name.endswith(".bias") or "alibi_scale" in name
                 (no_decay if flat else decay).append(p)
-        groups = [{"params": decay, "weight_decay": hp.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
-        opt = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas))
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = max(1, int(hp.warmup_fraction * total))
-
-        def schedule(step: int) -> float:  # linear warmup, then cosine to 0
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (
-                1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup)))
-            )
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        opt = build_optimizer(self.optimizer_factory, groups, lr=self.hparams.lr)
+        sched = build_scheduler(
+            self.scheduler_factory, opt, lambda: self.trainer.estimated_stepping_batches
+        )
+        if sched is None:
+            return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

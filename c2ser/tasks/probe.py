@@ -2,11 +2,12 @@
 
 The recipe (``emo-box/EmoBox`` ``examples/sb``): Adam without weight decay, log-softmax + NLL
 (= cross-entropy, which :class:`ClassificationTask` already computes), batch 32, 100 epochs. The
-learning rate is constant by default. ``lr_schedule="emobox"`` reproduces SpeechBrain's
-``LinearWarmupScheduler(lr, 10, 100)`` as EmoBox steps it (once per epoch, after validation):
-epoch 1 runs at ``lr``, epoch 2 at 0, the rate climbs back to ``lr`` by epoch 12, then decays
-linearly towards 0 at ``schedule_epochs``. It is opt-in because that dip is an artefact of the
-recipe, not a design choice, and with short demo runs it wastes a large share of the epochs.
+learning rate is constant by default (``scheduler: null``). The scheduler entry
+:func:`c2ser.tasks.schedules.emobox` reproduces SpeechBrain's ``LinearWarmupScheduler(lr, 10,
+100)`` as EmoBox steps it (once per epoch, after validation): epoch 1 runs at ``lr``, epoch 2 at
+0, the rate climbs back to ``lr`` by epoch 12, then decays linearly towards 0 at
+``total_epochs``. It is opt-in because that dip is an artefact of the recipe, not a design
+choice, and with short demo runs it wastes a large share of the epochs.
 
 Selection follows the recommended protocol rather than EmoBox's (which tests every epoch and
 picks nothing): the runner's checkpoint callback keeps the epoch with the best validation UA and
@@ -18,6 +19,7 @@ features), the selected epoch, and its validation and test reports: everything
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +28,9 @@ from torch import nn
 
 from c2ser.core.io import write_json_atomic
 from c2ser.tasks.classify import ClassificationTask
+from c2ser.tasks.schedules import OptimizerFactory, SchedulerFactory
 
-
-def emobox_lr_factor(epoch: int, warmup_epochs: int = 10, total_epochs: int = 100) -> float:
-    """Multiplier of ``lr`` during 0-based ``epoch`` under EmoBox's per-epoch LinearWarmup."""
-    if epoch == 0:
-        return 1.0
-    step = epoch - 1
-    if step < warmup_epochs:
-        return step / max(1, warmup_epochs)
-    return max(0.0, (total_epochs - step) / max(1, total_epochs - warmup_epochs))
+EMOBOX_OPTIMIZER = partial(torch.optim.Adam, weight_decay=0.0)
 
 
 class ProbeTask(ClassificationTask):
@@ -45,24 +40,25 @@ class ProbeTask(ClassificationTask):
     Args:
         model: the probe head (any ``(feats, mask) -> logits`` module). The class names are
             the datamodule's ``labels`` (its label indices are the targets).
-        lr: Adam learning rate.
-        lr_schedule: ``constant`` or ``emobox`` (see the module docstring).
-        warmup_epochs / schedule_epochs: the ``emobox`` schedule's 10 and 100.
+        lr: the optimizer's learning rate (the shortcut ``task.lr``).
+        optimizer: a partial entry, default Adam without weight decay.
+        scheduler: None (constant) or a partial entry stepped once per epoch, e.g.
+            :func:`c2ser.tasks.schedules.emobox` (see the module docstring).
     """
 
     input_key = "feats"
+    scheduler_interval = "epoch"
 
     def __init__(
         self,
         model: nn.Module,
-        lr: float = 1e-3,
-        lr_schedule: str = "constant",
-        warmup_epochs: int = 10,
-        schedule_epochs: int = 100,
+        lr: float | None = 1e-3,
+        optimizer: OptimizerFactory = EMOBOX_OPTIMIZER,
+        scheduler: SchedulerFactory | None = None,
     ) -> None:
-        if lr_schedule not in ("constant", "emobox"):
-            raise ValueError(f"lr_schedule must be constant or emobox, not {lr_schedule!r}")
-        super().__init__(model, labels=(), lr=lr, weight_decay=0.0, warmup_steps=0)
+        super().__init__(
+            model, labels=(), lr=lr, weight_decay=None, optimizer=optimizer, scheduler=scheduler
+        )
         self._reports: dict[str, dict] = {}
         self._selected: dict | None = None
 
@@ -91,7 +87,7 @@ class ProbeTask(ClassificationTask):
             "hidden_size": getattr(self.model, "hidden_size", None),
             "fold": getattr(dm, "fold", None),
             "features": str(getattr(dm, "feat_dir", "")),
-            "lr_schedule": self.hparams.lr_schedule,
+            "lr_schedule": schedule_name(self.scheduler_factory),
             "max_epochs": self.trainer.max_epochs,
             "selected_epoch": val["epoch"] if val else None,
             "val": val,
@@ -99,10 +95,9 @@ class ProbeTask(ClassificationTask):
         }
         write_json_atomic(Path(self.trainer.default_root_dir) / "probe_result.json", result)
 
-    def configure_optimizers(self) -> Any:
-        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=0.0)
-        if self.hparams.lr_schedule == "constant":
-            return opt
-        warmup, total = self.hparams.warmup_epochs, self.hparams.schedule_epochs
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: emobox_lr_factor(e, warmup, total))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+def schedule_name(factory: SchedulerFactory | None) -> str:
+    """``constant`` without a scheduler, else the scheduler's function name (``emobox``)."""
+    if factory is None:
+        return "constant"
+    return getattr(getattr(factory, "func", factory), "__name__", type(factory).__name__)

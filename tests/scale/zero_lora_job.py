@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -28,6 +29,7 @@ from c2ser.core.tokens import EOD_ID
 from c2ser.models.c2ser_llm import C2SER
 from c2ser.models.checkpoint import load_trainable_state, trainable_state
 from c2ser.tasks.cot_sft import CotSFTTask
+from c2ser.tasks.schedules import linear_warmup
 from c2ser.tasks.strategies import PortableDeepSpeedStrategy, full_parameters
 
 TINY = dict(
@@ -74,7 +76,7 @@ class Batches(pl.LightningDataModule):
 def fit(out: Path, stage: int, devices: int, steps: int, export: str, ckpt=None):
     model = tiny_model(out / "qwen2")
     task = CotSFTTask(
-        model, lr=1e-2, scheduler="linear", warmup_steps=1, val_generate=0,
+        model, lr=1e-2, scheduler=partial(linear_warmup, warmup_steps=1), val_generate=0,
         export_dir=str(out / export),
     )  # fmt: skip
     strategy = PortableDeepSpeedStrategy(stage=stage, logging_batch_size_per_gpu=1)

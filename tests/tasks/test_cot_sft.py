@@ -1,6 +1,7 @@
 """Stage 1 task: optimiser schedule, loss falls, label masking, checkpoints round-trip, configs."""
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +16,18 @@ from c2ser.data.sft import SFTDataModule
 from c2ser.data.tokenizer import load_tokenizer
 from c2ser.models.c2ser_llm import C2SER
 from c2ser.models.checkpoint import load_weights, trainable_state
-from c2ser.tasks.cot_sft import (
-    CotSFTTask,
-    linear_decay,
+from c2ser.tasks.cot_sft import CotSFTTask
+from c2ser.tasks.schedules import (
+    linear_decay_factor,
     linear_warmup,
+    warmup_factor,
     warmup_lr,
+    warmup_lr_factor,
 )
 from tests.factories import make_tiny_qwen2, tiny_qwen2_config
 
 REPO = Path(__file__).resolve().parents[2]
+WARMUP_1 = partial(linear_warmup, warmup_steps=1)  # linear warmup over one step, then constant
 # initializer_range 0.2: a frozen random LM head at Qwen's 0.02 is too flat to fit any target
 TINY_LLM = dict(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, initializer_range=0.2)
 TINY = dict(
@@ -84,11 +88,11 @@ def fit(task, dm, steps: int, root: Path, ckpt_path=None, **kw) -> LossLog:
 
 
 def test_schedules():
-    assert warmup_lr(0, 8000) == pytest.approx(1 / 8000)
-    assert warmup_lr(7999, 8000) == pytest.approx(1.0)
-    assert warmup_lr(31999, 8000) == pytest.approx(0.5)  # sqrt(8000 / 32000)
-    assert [linear_warmup(s, 4) for s in (0, 1, 3, 100)] == [0.25, 0.5, 1.0, 1.0]
-    task = CotSFTTask(tiny_model(), warmup_steps=10)
+    assert warmup_lr_factor(0, 8000) == pytest.approx(1 / 8000)
+    assert warmup_lr_factor(7999, 8000) == pytest.approx(1.0)
+    assert warmup_lr_factor(31999, 8000) == pytest.approx(0.5)  # sqrt(8000 / 32000)
+    assert [warmup_factor(s, 4) for s in (0, 1, 3, 100)] == [0.25, 0.5, 1.0, 1.0]
+    task = CotSFTTask(tiny_model(), scheduler=partial(warmup_lr, warmup_steps=10))
     opt = task.configure_optimizers()["optimizer"]
     group = opt.param_groups[0]
     assert (group["betas"], group["eps"], group["weight_decay"]) == ((0.9, 0.99), 1e-6, 0.01)
@@ -98,10 +102,15 @@ def test_schedules():
 
 
 def test_linear_decay_and_group_learning_rates():
-    assert [linear_decay(s, 10, 110) for s in (0, 9, 60, 110, 200)] == pytest.approx(
+    assert [linear_decay_factor(s, 10, 110) for s in (0, 9, 60, 110, 200)] == pytest.approx(
         [0.1, 1.0, 0.5, 0.0, 0.0]
     )
-    task = CotSFTTask(tiny_model(), lr=1e-3, scheduler="linear", group_lr={"connector": 1e-2})
+    task = CotSFTTask(
+        tiny_model(),
+        lr=1e-3,
+        scheduler=partial(linear_warmup, warmup_steps=8000),
+        group_lr={"connector": 1e-2},
+    )
     groups = task.configure_optimizers()["optimizer"].param_groups
     assert [(g["name"], g["initial_lr"]) for g in groups] == [("connector", 1e-2), ("rest", 1e-3)]
     connector = {id(p) for p in task.model.param_groups()["connector"]}
@@ -129,7 +138,7 @@ def test_label_masking_prompt_and_speech(tmp_path, wav_file):
 def test_training_steps_reduce_loss(tmp_path, wav_file):
     """A few CPU steps of a tiny C2SER on one repeated batch: the loss must fall clearly."""
     dm = datamodule(make_corpus(tmp_path, wav_file))
-    task = CotSFTTask(tiny_model(), lr=1e-2, scheduler="linear", warmup_steps=1, val_generate=0)
+    task = CotSFTTask(tiny_model(), lr=1e-2, scheduler=WARMUP_1, val_generate=0)
     log = fit(task, dm, 12, tmp_path)
     assert len(log.losses) == 12 and log.losses[-1] < 0.85 * log.losses[0], log.losses
     assert all(b < a + 0.05 for a, b in zip(log.losses, log.losses[1:])), log.losses
@@ -147,9 +156,7 @@ def test_ablations_train(tmp_path, wav_file, model_kw, stage):
     dm = datamodule(
         manifest, stage=stage, **({} if model_kw.get("use_ssl", True) else {"ssl_dir": None})
     )
-    task = CotSFTTask(
-        tiny_model(**model_kw), lr=1e-2, scheduler="linear", warmup_steps=1, val_generate=0
-    )
+    task = CotSFTTask(tiny_model(**model_kw), lr=1e-2, scheduler=WARMUP_1, val_generate=0)
     log = fit(task, dm, 8, tmp_path)
     assert log.losses[-1] < 0.9 * log.losses[0], log.losses
 
@@ -182,7 +189,7 @@ def test_checkpoint_export_and_load_round_trip(tmp_path, wav_file):
     llm = make_tiny_qwen2(tmp_path / "qwen2", **TINY_LLM)
     dm = datamodule(make_corpus(tmp_path, wav_file))
     export = tmp_path / "export"
-    task = CotSFTTask(tiny_model(llm), lr=3e-3, scheduler="linear", warmup_steps=1,
+    task = CotSFTTask(tiny_model(llm), lr=3e-3, scheduler=WARMUP_1,
                       val_generate=0, export_dir=str(export))  # fmt: skip
     fit(task, dm, 3, tmp_path, enable_checkpointing=True)
     ckpt_path = next((tmp_path / "checkpoints").glob("*.ckpt"))
@@ -202,7 +209,7 @@ def test_checkpoint_export_and_load_round_trip(tmp_path, wav_file):
     assert torch.equal(logits_of(fresh, batch), want)
 
     # resuming from the trimmed checkpoint works (base LLM comes from llm_path)
-    task2 = CotSFTTask(tiny_model(llm), lr=3e-3, scheduler="linear", warmup_steps=1,
+    task2 = CotSFTTask(tiny_model(llm), lr=3e-3, scheduler=WARMUP_1,
                        val_generate=0)  # fmt: skip
     fit(task2, dm, 4, tmp_path / "resume", ckpt_path=str(ckpt_path))
 
@@ -266,7 +273,7 @@ def test_pool_downsampler_statistics_are_estimated_once(tmp_path, wav_file):
     dm = datamodule(make_corpus(tmp_path, wav_file))
     model = tiny_model(downsampler="pool")
     assert model.needs_speech_statistics()
-    task = CotSFTTask(model, lr=0.0, scheduler="linear", warmup_steps=1, val_generate=0)
+    task = CotSFTTask(model, lr=0.0, scheduler=WARMUP_1, val_generate=0)
     fit(task, dm, 1, tmp_path)
     assert not model.needs_speech_statistics()
     frames = []
@@ -281,7 +288,7 @@ def test_pool_downsampler_statistics_are_estimated_once(tmp_path, wav_file):
     )
     out = model.save_pretrained(tmp_path / "stage1")
     again = tiny_model(downsampler="pool")
-    task = CotSFTTask(again, lr=0.0, scheduler="linear", warmup_steps=1, init_from=str(out))
+    task = CotSFTTask(again, lr=0.0, scheduler=WARMUP_1, init_from=str(out))
     assert not again.needs_speech_statistics()
     torch.testing.assert_close(again.downsampler.mean, model.downsampler.mean)
 

@@ -9,17 +9,18 @@ import torch
 from c2ser.core.errors import SkipReport
 from c2ser.data.manifest import Utterance
 from c2ser.data.teacher import merge_teacher_outputs
-from c2ser.tasks.distill import DistillTask, linear_decay, mix_explicit
+from c2ser.tasks.distill import DistillTask, mix_explicit
+from c2ser.tasks.schedules import linear_ramp
 
 from .test_cot_sft import LossLog, datamodule, fit, logits_of, make_corpus, tiny_model
 
 
 def test_linear_decay_values():
-    assert [linear_decay(s, 1.0, 0.0, 10) for s in (0, 1, 5, 9, 10, 50)] == pytest.approx(
+    assert [linear_ramp(s, 1.0, 0.0, 10) for s in (0, 1, 5, 9, 10, 50)] == pytest.approx(
         [1.0, 0.9, 0.5, 0.1, 0.0, 0.0]
     )
-    assert linear_decay(50, 0.8, 0.2, 100) == pytest.approx(0.5)
-    assert linear_decay(3, 1.0, 0.0, 0) == 0.0
+    assert linear_ramp(50, 0.8, 0.2, 100) == pytest.approx(0.5)
+    assert linear_ramp(3, 1.0, 0.0, 0) == 0.0
 
 
 def test_explicit_prob_from_steps_or_fraction():

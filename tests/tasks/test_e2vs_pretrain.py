@@ -23,11 +23,11 @@ from c2ser.models.emotion2vec_s import Emotion2VecS, tiny_config
 from c2ser.tasks.e2vs_pretrain import (
     Emotion2VecSPretrainTask,
     category_loss,
-    ema_decay_at,
     instance_norm,
     inverse_block_mask,
     make_targets,
 )
+from c2ser.tasks.schedules import linear_ramp
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,9 +124,9 @@ def test_loss_components_and_gradients():
 
 
 def test_ema_teacher_update_and_schedule():
-    assert ema_decay_at(0, 0.999, 0.99999, 100) == 0.999
-    assert ema_decay_at(50, 0.999, 0.99999, 100) == pytest.approx(0.999495)
-    assert ema_decay_at(150, 0.999, 0.99999, 100) == 0.99999
+    assert linear_ramp(0, 0.999, 0.99999, 100) == 0.999
+    assert linear_ramp(50, 0.999, 0.99999, 100) == pytest.approx(0.999495)
+    assert linear_ramp(150, 0.999, 0.99999, 100) == 0.99999
     task = make_task()
     teacher0 = {k: v.clone() for k, v in task.teacher.state_dict().items()}
     assert all(torch.equal(v, task.model.state_dict()[k]) for k, v in teacher0.items())

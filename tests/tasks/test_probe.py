@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ from c2ser.cli.main import main as cli
 from c2ser.core.metrics import scores_from_confusion
 from c2ser.data.batching import pad_batch
 from c2ser.models.probe import ProbeHead
-from c2ser.tasks.probe import ProbeTask, emobox_lr_factor
+from c2ser.tasks.probe import ProbeTask
+from c2ser.tasks.schedules import emobox, emobox_lr_factor
 
 REPO = Path(__file__).resolve().parents[2]
 LABELS = ("angry", "happy", "neutral", "sad")
@@ -50,10 +52,8 @@ def test_probe_task_optimizer_is_adam_without_weight_decay():
     opt = task.configure_optimizers()
     assert type(opt) is torch.optim.Adam
     assert opt.defaults["lr"] == 1e-4 and opt.defaults["weight_decay"] == 0.0
-    conf = ProbeTask(ProbeHead(4, 2, 8), lr_schedule="emobox").configure_optimizers()
+    conf = ProbeTask(ProbeHead(4, 2, 8), scheduler=partial(emobox)).configure_optimizers()
     assert conf["lr_scheduler"]["interval"] == "epoch"
-    with pytest.raises(ValueError, match="lr_schedule"):
-        ProbeTask(ProbeHead(4, 2, 8), lr_schedule="cosine")
 
 
 def make_feature_corpus(root: Path, n: int = 64, dim: int = 12) -> tuple[Path, Path]:
