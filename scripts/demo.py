@@ -11,6 +11,8 @@ Every step is an ordinary, printed command, so any of them can be rerun or chang
     stage1        train.py experiment=stage1_demo              (explicit chain of thought)
     stage2        train.py experiment=stage2_demo task.init_from=<stage 1>/model
     no_ssl        with --ablation: the same two stages with model.use_ssl=false ("w/o Emotion2Vec-S")
+    stage3        with --stage3: train.py experiment=stage3_grpo_demo task.init_from=<stage 2>/model
+                  (GRPO on the emotion reward), evaluated as Stage 2
     evaluate      evaluate.py data=demo_test ... per C2SER model, with stability runs
     report        c2ser report <evaluation runs>
     summary       logs/demo/summary.{md,json} and confusion_<system>.png
@@ -84,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also train and evaluate the w/o Emotion2Vec-S model (about 10 more minutes on 2 "
         "CPU cores, which is over the demo's 20-minute budget; `make demo DEMO_ARGS=--ablation`)",
     )
+    p.add_argument(
+        "--stage3",
+        action="store_true",
+        help="also train C2SER Stage 3 (GRPO, experiment=stage3_grpo_demo) from the Stage 2 "
+        "model and evaluate it as Stage 2 (not in the default run; `make demo "
+        "DEMO_ARGS=--stage3`)",
+    )
     p.add_argument("--fresh", action="store_true", help="delete --out first (not the corpus)")
     args = p.parse_args(argv)
 
@@ -133,13 +142,21 @@ def main(argv: list[str] | None = None) -> int:
         step(f"{tag} stage 2", s2 / "metrics.json",
              train("stage2_demo", s2, *data, *overrides, f"task.init_from={s1 / 'model'}"),
              timings)  # fmt: skip
-        for stage, model in ((1, s1 / "model"), (2, s2 / "model")):
-            ev = out / "eval" / f"{tag}_stage{stage}"
+        # (prompt stage, model, system); Stage 3 answers the Stage 2 prompt
+        evaluated = [(1, s1 / "model", f"{name} Stage 1"), (2, s2 / "model", f"{name} Stage 2")]
+        if args.stage3 and feats:
+            s3 = out / f"{tag}_stage3"
+            step(f"{tag} stage 3", s3 / "metrics.json",
+                 train("stage3_grpo_demo", s3, *data, *overrides,
+                       f"task.init_from={s2 / 'model'}"), timings)  # fmt: skip
+            evaluated.append((2, s3 / "model", f'"{name} Stage 3 (GRPO)"'))  # Hydra-quoted
+        for stage, model, system in evaluated:
+            ev = out / "eval" / model.parent.name
             runs, prompts = STABILITY[stage]
-            extra = [f"data.manifest={manifest}", f"system={name} Stage {stage}",
+            extra = [f"data.manifest={manifest}", f"system={system}",
                      f"stability.runs={runs}", f"stability.prompts={prompts}", *SAMPLING]  # fmt: skip
             extra += [f"data.features={feats}"] if feats else []
-            step(f"evaluate {tag} stage {stage}", ev / "metrics.json",
+            step(f"evaluate {model.parent.name.replace('_stage', ' stage ')}", ev / "metrics.json",
                  evaluate(model, stage, ev, *extra), timings)  # fmt: skip
             evals.append(ev)
     # the report and the summary are cheap and cover every evaluation there is: always redone
