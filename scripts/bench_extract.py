@@ -59,10 +59,10 @@ def forward_gflop(size: str, seconds: list[float]) -> float:
     the hardware's arithmetic limit, which no batching can pass."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from c2ser.models.emotion2vec_s import Emotion2VecS, Emotion2VecSConfig, tiny_config
+    from c2ser.models.emotion2vec_s import Emotion2VecS, preset_config
 
     with torch.device("meta"):
-        model = Emotion2VecS(tiny_config() if size == "tiny" else Emotion2VecSConfig()).eval()
+        model = Emotion2VecS(preset_config(size)).eval()
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         for s in seconds:
             wav = torch.empty(1, round(s * 16000), device="meta")

@@ -1,5 +1,6 @@
 """Test factories: tiny random Qwen2 models that share the real Qwen2 tokenizer, a tiny
-Emotion2Vec-S and random waveforms.
+Emotion2Vec-S and random waveforms. Their sizes are the models' ``tiny`` presets (the ones
+``conf/model/c2ser_tiny.yaml`` and ``emotion2vec_s_tiny.yaml`` name), not a copy.
 
 Tests load the Qwen2s with ``AutoModelForCausalLM.from_pretrained`` exactly like a real Qwen2
 checkpoint, so the whole pipeline (tokenizer ids, special tokens, LoRA targets) runs on CPU.
@@ -12,40 +13,26 @@ from pathlib import Path
 
 import torch
 
-from c2ser.core.tokens import EOD_ID
 from c2ser.data.tokenizer import load_tokenizer
+from c2ser.models.c2ser_llm import PRESETS
 from c2ser.models.emotion2vec_s import Emotion2VecS, tiny_config
 
-TINY_VOCAB_SIZE = 151_936  # Qwen2-0.5B's padded table: covers every tokenizer id incl. [PAD]
+TINY_QWEN2 = PRESETS["tiny"]["llm_config"]  # the tiny C2SER's random Qwen2
+TINY_VOCAB_SIZE = TINY_QWEN2["vocab_size"]  # Qwen2-0.5B's padded table: every tokenizer id
+_SHORT = dict(
+    hidden="hidden_size",
+    layers="num_hidden_layers",
+    heads="num_attention_heads",
+    kv_heads="num_key_value_heads",
+    intermediate="intermediate_size",
+)
 
 
-def tiny_qwen2_config(
-    hidden: int = 64,
-    layers: int = 2,
-    heads: int = 4,
-    kv_heads: int = 2,
-    intermediate: int = 128,
-    vocab_size: int = TINY_VOCAB_SIZE,
-    tie_word_embeddings: bool = True,
-    **overrides,
-) -> dict:
-    """A Qwen2 config dict shaped like Qwen2-7B's (GQA, RoPE 1e6, RMSNorm 1e-6) but tiny."""
-    config = dict(
-        model_type="qwen2",
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        intermediate_size=intermediate,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=4096,
-        rope_theta=1_000_000.0,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=tie_word_embeddings,
-        bos_token_id=EOD_ID,
-        eos_token_id=EOD_ID,
-    )
-    return config | overrides
+def tiny_qwen2_config(**overrides) -> dict:
+    """The tiny C2SER's Qwen2 config dict (shaped like Qwen2-7B's: GQA, RoPE 1e6, RMSNorm 1e-6),
+    with overrides by Qwen2 name or short name (``hidden``, ``layers``, ``heads``, ``kv_heads``,
+    ``intermediate``)."""
+    return TINY_QWEN2 | {_SHORT.get(k, k): v for k, v in overrides.items()}
 
 
 def make_tiny_qwen2(out_dir: str | os.PathLike, seed: int = 0, **config) -> Path:

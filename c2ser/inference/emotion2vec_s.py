@@ -32,7 +32,7 @@ from c2ser.core.errors import BadInputError
 from c2ser.data.audio import SAMPLE_RATE, load_audio
 from c2ser.data.batching import plan_batches
 from c2ser.inference import hardware
-from c2ser.models.emotion2vec_s import Emotion2VecS, Emotion2VecSConfig, tiny_config
+from c2ser.models.emotion2vec_s import Emotion2VecS, preset_config
 
 LEVELS = ("frame", "utterance")
 
@@ -59,7 +59,7 @@ def load_emotion2vec_s(
                 "directory; --random-init extracts with random weights (tests/benchmarks only)"
             )
         torch.manual_seed(0)
-        model = Emotion2VecS(tiny_config() if size == "tiny" else Emotion2VecSConfig()).eval()
+        model = Emotion2VecS(preset_config(size)).eval()
     else:
         path = Path(checkpoint)
         if (path / "emotion2vec_s").is_dir():

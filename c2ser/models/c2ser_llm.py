@@ -30,6 +30,7 @@ embeddings are cast to it (no reliance on autocast).
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Iterable
@@ -58,7 +59,7 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj"
 
 @dataclass
 class C2SERConfig:
-    """Every size and switch of the model (defaults: the released C2SER, ``conf/model/c2ser_7b``).
+    """Every size and switch of the model (defaults: the released C2SER, preset ``7b``).
 
     ``llm_path`` is a local Qwen2 directory (no hub access); ``llm_config`` instead builds a random
     Qwen2 from a config dict (tests, demos). ``encoder_init`` optionally initialises the speech
@@ -123,12 +124,64 @@ class C2SERConfig:
             raise ValueError(f"unknown trainable groups {sorted(unknown)}; known: {PARAM_GROUPS}")
 
 
-class C2SER(nn.Module):
-    """The C2SER-LLM (see module docstring for shapes, layout and the batch contract)."""
+# Named sizes, the one place they are written (``preset:`` of conf/model/c2ser_*.yaml; other
+# fields there are switches). "7b" is the release (the C2SERConfig defaults): Whisper-medium-shaped
+# encoder, 4-block connector, Qwen2-7B from llm_path. "tiny" is every part at toy width for CPU
+# tests and demos: encoder 64 wide, 2 layers; connector 2 blocks; a random Qwen2 of hidden 64 and
+# 2 layers shaped like Qwen2-7B (GQA, RoPE 1e6, RMSNorm 1e-6) with the real tokenizer's 151,936-row
+# vocabulary, so the same data pipeline and prompts apply.
+PRESETS: dict[str, dict[str, Any]] = {
+    "7b": {},
+    "tiny": {
+        "encoder_dim": 64,
+        "encoder_layers": 2,
+        "encoder_heads": 4,
+        "encoder_ffn": 256,
+        "connector_layers": 2,
+        "connector_ffn": 256,
+        "llm_config": {
+            "model_type": "qwen2",
+            "vocab_size": 151_936,
+            "hidden_size": 64,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            "rope_theta": 1_000_000.0,
+            "rms_norm_eps": 1e-6,
+            "tie_word_embeddings": True,
+            "bos_token_id": EOD_ID,
+            "eos_token_id": EOD_ID,
+        },
+    },
+}
 
-    def __init__(self, config: C2SERConfig | None = None, **kwargs: Any) -> None:
+
+def preset_config(preset: str = "7b", **overrides: Any) -> C2SERConfig:
+    """The config of a named size with ``overrides`` (an ``llm_config`` dict updates the
+    preset's, so ``llm_config={"initializer_range": 0.125}`` keeps the tiny Qwen2's sizes)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown C2SER preset {preset!r}; known: {sorted(PRESETS)}")
+    base = copy.deepcopy(PRESETS[preset])
+    extra = overrides.pop("llm_config", None)
+    if extra is not None:
+        base["llm_config"] = {**base.get("llm_config", {}), **extra}
+    return C2SERConfig(**(base | overrides))
+
+
+class C2SER(nn.Module):
+    """The C2SER-LLM (see module docstring for shapes, layout and the batch contract).
+
+    Built from a :class:`C2SERConfig`, or flat keywords over a named size (``preset``, see
+    :data:`PRESETS`), the way ``conf/model/c2ser_*.yaml`` configure it.
+    """
+
+    def __init__(
+        self, config: C2SERConfig | None = None, preset: str = "7b", **kwargs: Any
+    ) -> None:
         super().__init__()
-        self.config = cfg = config or C2SERConfig(**kwargs)
+        self.config = cfg = config or preset_config(preset, **kwargs)
         d = cfg.encoder_dim
         self.encoder = SpeechEncoder(
             encoder_config(

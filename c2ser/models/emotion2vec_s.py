@@ -105,14 +105,26 @@ class Emotion2VecSConfig:
 
 
 def tiny_config(**overrides: Any) -> Emotion2VecSConfig:
-    """A CPU-test size (``conf/model/emotion2vec_s_tiny``): base strides and kernels (same T),
-    10 extra tokens, 64 wide, 1 + 2 blocks."""
+    """A CPU-test size (preset ``tiny``, ``conf/model/emotion2vec_s_tiny``): base strides and
+    kernels (same T), 10 extra tokens, 64 wide, 1 + 2 blocks."""
     tiny = dict(
         dim=64, heads=4, depth=2, prenet_depth=1, conv_layers=tuple((32, k, s) for _, k, s in BASE_CONV),
         conv_pos_width=10, conv_pos_depth=2, conv_pos_groups=4, decoder_dim=32, decoder_groups=4,
         decoder_kernel=7, decoder_layers=2,
     )  # fmt: skip
     return Emotion2VecSConfig(**(tiny | overrides))
+
+
+# Named sizes, the one place they are written (``preset:`` of conf/model/emotion2vec_s_*.yaml and
+# ``c2ser extract --random-init --size``): base is the release (the Emotion2VecSConfig defaults).
+PRESETS = {"base": Emotion2VecSConfig, "tiny": tiny_config}
+
+
+def preset_config(preset: str = "base", **overrides: Any) -> Emotion2VecSConfig:
+    """The config of a named size with ``overrides`` (flat fields, e.g. ``utterance_mode``)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown Emotion2Vec-S preset {preset!r}; known: {sorted(PRESETS)}")
+    return PRESETS[preset](**overrides)
 
 
 def alibi_slopes(heads: int) -> Tensor:
@@ -247,9 +259,15 @@ class Decoder(nn.Module):
 
 
 class Emotion2VecS(nn.Module):
-    def __init__(self, config: Emotion2VecSConfig | None = None) -> None:
+    """The encoder (shapes in the module docstring). Built from an :class:`Emotion2VecSConfig`, or
+    flat keywords over a named size (``preset``, see :data:`PRESETS`), the way
+    ``conf/model/emotion2vec_s_*.yaml`` configure it, as C2SER is."""
+
+    def __init__(
+        self, config: Emotion2VecSConfig | None = None, preset: str = "base", **kwargs: Any
+    ) -> None:
         super().__init__()
-        c = self.config = config or Emotion2VecSConfig()
+        c = self.config = config or preset_config(preset, **kwargs)
         chans = [1] + [ch for ch, _, _ in c.conv_layers]
         self.feature_extractor = nn.ModuleList(
             ConvLayer(a, b, k, s) for a, (b, k, s) in zip(chans, c.conv_layers)

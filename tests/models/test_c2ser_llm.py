@@ -292,7 +292,10 @@ def _compose_model(name: str, *overrides: str):
 def test_model_configs_compose_and_build(tmp_path):
     from hydra.utils import instantiate
 
-    big = _compose_model("c2ser_7b", "paths.llm_dir=/models/qwen2-7b")
+    from c2ser.models.c2ser_llm import preset_config
+
+    yaml = _compose_model("c2ser_7b", "paths.llm_dir=/models/qwen2-7b")
+    big = preset_config(**{k: v for k, v in yaml.items() if not k.startswith("_")})
     assert (big.encoder_dim, big.encoder_layers, big.encoder_heads, big.encoder_ffn) == (
         1024,
         24,

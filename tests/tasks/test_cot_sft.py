@@ -14,7 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from c2ser.core.tokens import EOD_ID
 from c2ser.data.sft import SFTDataModule
 from c2ser.data.tokenizer import load_tokenizer
-from c2ser.models.c2ser_llm import C2SER
+from c2ser.models.c2ser_llm import C2SER, preset_config
 from c2ser.models.checkpoint import load_weights, trainable_state
 from c2ser.tasks.cot_sft import CotSFTTask
 from c2ser.tasks.schedules import (
@@ -259,7 +259,7 @@ def test_paper_sizes_compose():
 
     cfg = compose_train(["experiment=cot_explicit", "model=c2ser_7b"])
     HydraConfig.instance().set_config(cfg)
-    m = cfg.model
+    m = preset_config(**{k: v for k, v in cfg.model.items() if not k.startswith("_")})
     assert (m.encoder_dim, m.encoder_layers, m.encoder_heads, m.encoder_ffn) == (1024, 24, 16, 4096)
     assert (m.connector_layers, m.connector_heads, m.connector_ffn) == (4, 4, 2560)
     assert (m.lora_r, m.lora_alpha, m.lora_dropout) == (8, 32, 0.1)
