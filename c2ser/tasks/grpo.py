@@ -54,8 +54,8 @@ from c2ser.tasks.reward import EmotionReward
 def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     """``(B, G)`` rewards -> ``(r - mean) / (std + eps)`` within each row (group).
 
-    A group of equal rewards gets exactly 0: its ``r - mean`` is float noise, which ``eps`` alone
-    would blow up into a large random advantage."""
+    A group of equal rewards gets exactly 0: its ``r - mean`` is float rounding (8 x 1.2 does not
+    average to 1.2 in float32), which would otherwise train as a small spurious signal."""
     mean = rewards.mean(1, keepdim=True)
     std = rewards.std(1, keepdim=True, unbiased=False)
     flat = (rewards == rewards[:, :1]).all(1, keepdim=True)

@@ -54,10 +54,11 @@ def test_reward_refuses_a_bad_similarity_matrix():
 
 
 def test_group_advantages_normalise_and_zero_variance_groups_get_zero():
-    r = torch.tensor([[1.2, 0.2, 0.2, 1.2], [0.1, 0.1, 0.1, 0.1], [0.7, 0.7, 0.7, 0.7]])
+    r = torch.tensor([[1.2, 0.2] * 4, [1.2] * 8, [0.7] * 8])  # G = 8
     a = group_advantages(r)
-    torch.testing.assert_close(a[0], torch.tensor([1.0, -1.0, -1.0, 1.0]), atol=1e-3, rtol=0)
-    assert torch.equal(a[1:], torch.zeros(2, 4))  # 0.1 * 4 / 4 != 0.1 in floats: not noise / eps
+    torch.testing.assert_close(a[0], torch.tensor([1.0, -1.0] * 4), atol=1e-3, rtol=0)
+    # every answer right (1.2 each): the float mean of 8 x 1.2 is not 1.2, yet no signal
+    assert torch.equal(a[1:], torch.zeros(2, 8))
 
 
 def test_zero_advantage_groups_give_zero_gradient():
