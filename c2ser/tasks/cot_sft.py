@@ -34,6 +34,7 @@ table (:class:`~c2ser.tasks.wandb_callbacks.WandbMedia`).
 from __future__ import annotations
 
 import logging
+import random
 from functools import partial
 from typing import Any
 
@@ -81,6 +82,8 @@ class CotSFTTask(pl.LightningModule):
         max_new_tokens: generation budget of those decodes.
         speech_stats_batches: training batches the pool downsampler's statistics are estimated
             from before the first step (``model.downsampler=pool`` only).
+        seed: seeds the per-step draws of subclasses (Stage 2's mixing, Stage 3's sampling) by
+            (seed, step, batch, rank), so a resumed run repeats them (:meth:`step_rng`).
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class CotSFTTask(pl.LightningModule):
         max_new_tokens: int = 200,
         group_lr: dict[str, float] | None = None,
         speech_stats_batches: int = 16,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"])
@@ -147,6 +151,12 @@ class CotSFTTask(pl.LightningModule):
             batch["mel"], batch["mel_mask"], batch["ssl"], batch["prompt_ids"], batch["target_ids"]
         )
         return out.loss
+
+    def step_rng(self, batch_idx: int) -> random.Random:
+        """The draws of this optimiser step, batch and rank (repeated by a resumed run)."""
+        return random.Random(
+            f"{self.hparams.seed}/{self.global_step}/{batch_idx}/{self.global_rank}"
+        )
 
     def training_step(self, batch: dict[str, Any] | None, _: int) -> torch.Tensor | None:
         if batch is None:  # every sample of the batch failed to load (reported by the collate)

@@ -55,7 +55,6 @@ class DistillTask(CotSFTTask):
         explicit_start / explicit_end: chance of an explicit sample at the start / end.
         decay_steps: optimiser steps of the decay; None: ``decay_fraction`` of the run.
         per: ``sample`` (each row drawn independently) or ``batch`` (one draw per batch).
-        seed: seeds the draws.
     """
 
     def __init__(
@@ -66,7 +65,6 @@ class DistillTask(CotSFTTask):
         decay_steps: int | None = None,
         decay_fraction: float = 1.0,
         per: str = "sample",
-        seed: int = 0,
         **kwargs: Any,
     ) -> None:
         if per not in ("sample", "batch"):
@@ -93,8 +91,7 @@ class DistillTask(CotSFTTask):
         if "explicit_prompt_ids" not in batch:
             raise ValueError("Stage 2 needs data.stage=2 and data.keep_explicit=true")
         prob = self.explicit_prob(self.global_step)
-        key = f"{self.hparams.seed}/{self.global_step}/{batch_idx}/{self.global_rank}"
-        batch, chosen = mix_explicit(batch, prob, random.Random(key), self.hparams.per)
+        batch, chosen = mix_explicit(batch, prob, self.step_rng(batch_idx), self.hparams.per)
         n = len(chosen)
         self.log("train/explicit_prob", prob, batch_size=n)
         self.log("train/explicit_frac", sum(chosen) / n, batch_size=n)
