@@ -26,12 +26,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tiny_model(seed: int):
+def tiny_model(seed: int, *overrides: str):
+    """``conf/model/c2ser_tiny`` (+ Hydra ``overrides``) with its weights re-drawn at unit scale."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        model = instantiate(compose("train", overrides=["model=c2ser_tiny"]).model)
+        model = instantiate(compose("train", overrides=["model=c2ser_tiny", *overrides]).model)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -14,7 +14,8 @@ command line, if any). A run is named by:
 Tables, one set per dataset (the evaluate ``data.name``):
 
 - **main**: UA / macro-F1 (and WA, per-language UA/F1, stability when measured) per run, with
-  the paper's UA / F1 for the same system; paper-only systems (e.g. Qwen2-Audio) follow with
+  the paper's UA / F1 for the same system, and the decoding and parse rate of each run when they
+  differ (a model's generated answers beside its closed-set scores, ``decoding=score``); paper-only systems (e.g. Qwen2-Audio) follow with
   their reported numbers. When measured: the 95 % bootstrap interval of UA, the chain-of-thought
   scores of Stage 1 runs (style accuracy, transcript similarity) and, with two or more runs that
   wrote ``predictions.jsonl``, a paired bootstrap test of each run's UA against the first full
@@ -45,7 +46,7 @@ FULL = "full"
 NO_SSL, NO_WHISPER, NO_COT = "w/o Emotion2Vec-S", "w/o Whisper", "w/o CoT"
 DAGGER = "†"
 CSV_FIELDS = (
-    "table", "dataset", "system", "run", "run_dir", "stage", "wa", "ua", "f1",
+    "table", "dataset", "system", "run", "run_dir", "stage", "decoding", "wa", "ua", "f1",
     "ua_ci_lo", "ua_ci_hi", "parse_rate", "ua_zh", "f1_zh", "ua_en", "f1_en", "ua_std",
     "agreement", "style_acc", "transcript_similarity", "ref_run", "delta_ua_ref",
     "p_ref", "ua_drop", "paper_ua", "paper_f1", "paper_ua_drop", "paper_verified",
@@ -231,7 +232,10 @@ def _main_table(
     with_preds = [r for r in ours if (r.run_dir / PREDICTIONS).is_file()]
     ref = next((r for r in with_preds if r.ablation == FULL), None)
     paired = ref is not None and len(with_preds) > 1
-    header = ["System", "Run", "UA"] + ["UA 95% CI"] * ci + ["F1", "WA"]
+    # generated and scored (decoding=score) runs of one model side by side, with their parse rates
+    decodings = len({r.metrics.get("decoding") for r in ours}) > 1
+    header = ["System", "Run"] + ["Decoding"] * decodings + ["UA"] + ["UA 95% CI"] * ci
+    header += ["F1", "WA"] + ["Parse %"] * decodings
     header += [f"{m} {lang}" for lang in langs for m in ("UA", "F1")]
     header += ["UA std", "agree"] * stability
     header += ["Style acc", "Transcript sim"] * cot
@@ -242,7 +246,9 @@ def _main_table(
     for run in ours:
         s = _scores(run, langs)
         p = by_system.get(run.system)
-        row = [run.system, run.run, _pct(s["ua"])] + [_ci(s)] * ci + [_pct(s["f1"]), _pct(s["wa"])]
+        row = [run.system, run.run] + [run.metrics.get("decoding") or "—"] * decodings
+        row += [_pct(s["ua"])] + [_ci(s)] * ci + [_pct(s["f1"]), _pct(s["wa"])]
+        row += [_pct(s["parse_rate"])] * decodings
         row += [_pct(s[f"{m}_{lang}"]) for lang in langs for m in ("ua", "f1")]
         row += [_pct(s["ua_std"]), _pct(s["agreement"])] * stability
         row += [_pct(s["style_acc"]), _pct(s["transcript_similarity"])] * cot
@@ -257,7 +263,7 @@ def _main_table(
         csv_rows.append({**_csv_row("main", run, s, p), **extra})
     for p in reported:
         if p["system"] not in {r.system for r in ours}:
-            blank = ["—"] * (len(header) - 4)
+            blank = ["—"] * (len(header) - 4)  # all but system, run and the paper's two
             rows.append([p["system"], "(paper only)", *blank, _paper(p, "ua"), _paper(p, "f1")])
             csv_rows.append(_csv_row("main", None, {}, p, dataset))
     title = f"## {dataset}: main results (%)" + (f", paper: {source}" if source else "")
@@ -316,6 +322,7 @@ def _csv_row(
     row: dict[str, Any] = {"table": table, "dataset": run.dataset if run else dataset}
     if run is not None:
         row.update(system=run.system, run=run.run, run_dir=str(run.run_dir), stage=run.stage)
+        row["decoding"] = run.metrics.get("decoding")
         row.update({k: _num(v) for k, v in s.items()})
     elif p is not None:
         row["system"] = p["system"]

@@ -126,8 +126,12 @@ def candidate_logliks(
         # position for j = 0, the candidate's own token j - 1 after that
         last = prefix.last_hidden_state[:, -1].repeat_interleave(counts, 0)
         before = torch.cat([last[:, None], hidden[:, :-1]], 1)
+        contexts, slot = _shared_contexts(flat, counts.tolist())
+        k, j = torch.tensor(contexts, device=dev).T
         logp = torch.zeros(valid.shape, dtype=torch.float32, device=dev)
-        logp[valid] = _token_logprobs(base.get_output_embeddings(), before[valid], ids[valid])
+        logp[valid] = _token_logprobs(
+            base.get_output_embeddings(), before[k, j], torch.tensor(slot, device=dev), ids[valid]
+        )
         sums = logp.sum(1).cpu()
     finally:
         model.train(was_training)
@@ -143,13 +147,40 @@ def _repeat_cache(cache: Any, counts: torch.Tensor) -> Any:
     return cache
 
 
-def _token_logprobs(head: torch.nn.Module, hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """log p(ids[n] | hidden[n]) for (N, H) states, the LM head applied in chunks."""
-    out = []
-    for h, i in zip(hidden.split(HEAD_CHUNK), ids.split(HEAD_CHUNK), strict=True):
-        logits = head(h).float()
-        out.append(logits.gather(1, i[:, None])[:, 0] - logits.logsumexp(1))
-    return torch.cat(out)
+def _shared_contexts(
+    flat: list[list[int]], counts: list[int]
+) -> tuple[list[tuple[int, int]], list[int]]:
+    """Deduplicate the positions whose full-vocabulary softmax is needed.
+
+    Token j of candidate k is predicted from its context (row, ``candidate[:j]``); the answers
+    of one language share most of theirs ("The speaker's emotion is" before every label), and
+    equal contexts give equal distributions. Returns one (candidate, position) per distinct
+    context, and for every scored token (row-major over the candidates) its context's slot.
+    """
+    rows = [b for b, n in enumerate(counts) for _ in range(n)]
+    first: dict[tuple[int, tuple[int, ...]], int] = {}
+    contexts, slot = [], []
+    for k, c in enumerate(flat):
+        for j in range(len(c)):
+            key = (rows[k], tuple(c[:j]))
+            if key not in first:
+                first[key] = len(contexts)
+                contexts.append((k, j))
+            slot.append(first[key])
+    return contexts, slot
+
+
+def _token_logprobs(
+    head: torch.nn.Linear, hidden: torch.Tensor, slot: torch.Tensor, ids: torch.Tensor
+) -> torch.Tensor:
+    """log p(ids[n] | hidden[slot[n]]) for (U, H) context states: the normaliser of each context
+    from the full LM head (in chunks), each token's logit from its own row of the head."""
+    lse = torch.cat([head(h).float().logsumexp(1) for h in hidden.split(HEAD_CHUNK)])
+    weight = head.weight[ids].float()
+    logits = (hidden[slot].float() * weight).sum(1)
+    if head.bias is not None:
+        logits = logits + head.bias[ids].float()
+    return logits - lse[slot]
 
 
 def score_labels(

@@ -82,7 +82,7 @@ def test_real_emo_emilia_manifest(shared_dir, tmp_path):
     assert f"{tmp_path}/Emo-Emilia/wav/ZH_B00090_S00350_W000000.wav" in str(e.value)
 
     # through the Hydra entry point: one clear message, exit code 2, no traceback
-    common = ["data=emo_emilia", f"data.manifest={manifest}", f"data.audio_root={tmp_path}",
+    common = ["eval_set=emo_emilia", f"eval_set.manifest={manifest}", f"eval_set.audio_root={tmp_path}",
               f"checkpoint={tmp_path}", "run_name=missing"]  # fmt: skip
     r = run_script(common, tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -137,7 +137,7 @@ def test_end_to_end_on_existing_predictions(tmp_path):
         runs.append(str(path))
     r = run_script(
         [
-            "data=emo_emilia",
+            "eval_set=emo_emilia",
             f"predictions={preds}",
             "run_name=p",
             "system=mine",
@@ -216,7 +216,7 @@ def test_stage1_predictions_with_a_manifest(tmp_path):
     manifest = _manifest(tmp_path / "m.jsonl", refs)
     preds = _manifest(tmp_path / "r.jsonl", answers)
     out = tmp_path / "run"
-    cfg = compose_eval(["data=demo_test", f"data.manifest={manifest}", f"predictions={preds}",
+    cfg = compose_eval(["eval_set=demo_test", f"eval_set.manifest={manifest}", f"predictions={preds}",
                         "stage=1", f"paths.output_dir={out}", "bootstrap.resamples=200"])  # fmt: skip
     m = run_evaluation(cfg)
     assert m["split"] == "test" and m["bootstrap"]["unit"] == "speaker"
@@ -255,7 +255,7 @@ def test_end_to_end_tiny_model(tmp_path, wav_file, tiny_model_dir):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     overrides = [
-        "data=demo_test", f"data.manifest={manifest}", f"data.features={feats}",
+        "eval_set=demo_test", f"eval_set.manifest={manifest}", f"eval_set.features={feats}",
         f"checkpoint={tiny_model_dir}", f"paths.output_dir={tmp_path / 'run'}",
         "skip_bad=true", "max_new_tokens=6", "batch_size=2", "device=cpu",
         "stability.runs=2", "stability.prompts=2", "stability.decoding=greedy",
@@ -360,7 +360,7 @@ def test_inference_failures_stop_or_are_counted_with_skip_bad(tmp_path, wav_file
     skip_bad=true count, print and score the failure as wrong."""
     manifest, feats = _tiny_set(tmp_path, wav_file, corrupt="EN_b")
     overrides = [
-        "data=emo_emilia", f"data.manifest={manifest}", f"data.features={feats}",
+        "eval_set=emo_emilia", f"eval_set.manifest={manifest}", f"eval_set.features={feats}",
         f"checkpoint={tiny_model_dir}", f"paths.output_dir={tmp_path / 'run'}",
         "max_new_tokens=3", "device=cpu", "bootstrap.resamples=10",
     ]  # fmt: skip
@@ -373,7 +373,7 @@ def test_inference_failures_stop_or_are_counted_with_skip_bad(tmp_path, wav_file
     # named from the data, not the config group: never compared with the paper's Emo-Emilia
     assert m["dataset"] == "my"
     with pytest.raises(BadInputError, match=r"data\.name=emo_emilia is kept for the released"):
-        run_evaluation(compose_eval([*overrides, "skip_bad=true", "data.name=emo_emilia"]))
+        run_evaluation(compose_eval([*overrides, "skip_bad=true", "eval_set.name=emo_emilia"]))
 
 
 def test_set_names_come_from_the_data(tmp_path):
@@ -388,3 +388,28 @@ def test_set_names_come_from_the_data(tmp_path):
     assert set_name(None, "d/my.jsonl", None, emilia[:-1]) == "my"
     assert set_name(None, "d/manifest.jsonl", "test", emilia[:3]) == "manifest_test"
     assert set_name("demo_test", "d/manifest.jsonl", "test", emilia[:3]) == "demo_test"
+
+
+def test_score_decoding_has_nothing_unparsed(tmp_path, wav_file, tiny_model_dir):
+    """decoding=score: every utterance answers one of the 7 sentences (parse rate 1), in the
+    utterance's language, and metrics.json says how it was decoded (for c2ser report)."""
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    rows = []
+    for i, emotion in enumerate(["happy", "sad", "angry", "fearful"]):
+        lang = ("en", "zh")[i % 2]
+        wav = wav_file(f"{lang.upper()}_{i}.wav", seconds=0.6 + 0.1 * i, freq=150 + 20 * i)
+        np.save(feats / f"{wav.stem}.npy", np.random.default_rng(i).standard_normal((10, 32)))
+        rows.append({"index": wav.stem, "wav": wav.name, "emotion": emotion, "language": lang})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    m = run_evaluation(compose_eval([
+        "eval_set=demo_test", f"eval_set.manifest={manifest}", f"eval_set.features={feats}", "eval_set.split=null",
+        f"checkpoint={tiny_model_dir}", f"paths.output_dir={tmp_path / 'run'}", "decoding=score",
+        "batch_size=4", "device=cpu",
+    ]))  # fmt: skip
+    assert (m["n"], m["n_unparsed"], m["decoding"]) == (4, 0, "score")
+    assert m["overall"]["parse_rate"] == 1.0
+    results = [json.loads(x) for x in (tmp_path / "run" / "results.jsonl").open()]
+    assert [r["text"].startswith("这条语音的情感为") for r in results] == [False, True] * 2
+    assert all(sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-6) for r in results)

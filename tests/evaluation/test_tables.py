@@ -169,3 +169,24 @@ def test_intervals_cot_and_paired_test_columns(tmp_path):
     b = next(r for r in rows if r["table"] == "main" and r["run"] == "better")
     assert (b["ua_ci_lo"], b["ref_run"], b["delta_ua_ref"]) == ("90.00", "full", "71.43")
     assert 0 < float(b["p_ref"]) < 0.05
+
+
+def test_generated_and_scored_runs_side_by_side(tmp_path):
+    import json
+
+    runs = []
+    for name, decoding, parse_rate in (("greedy", "greedy", 0.9), ("score", "score", 1.0)):
+        run = fake_run(tmp_path, name, 5 if decoding == "greedy" else 6)
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics["decoding"], metrics["overall"]["parse_rate"] = decoding, parse_rate
+        write_json_atomic(run / "metrics.json", metrics)
+        runs.append(run)
+    md = write_tables(runs, tmp_path / "t.md", PAPER)["markdown"]
+    assert "| System | Run | Decoding | UA | F1 | WA | Parse % |" in md
+    assert "| C2SER Implicit (Stage 2) | greedy | greedy | 71.43 |" in md
+    assert "| C2SER Implicit (Stage 2) | score | score | 85.71 |" in md
+    assert "| 100.00 |" in md
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert [r["decoding"] for r in rows if r["table"] == "main" and r["run"]] == ["greedy", "score"]
+    one = write_tables(runs[:1], tmp_path / "one.md", PAPER)["markdown"]
+    assert "Decoding" not in one  # one decoding: no extra columns
