@@ -176,3 +176,33 @@ def test_stage1_trains_alike_under_ddp_zero2_and_zero3(tmp_path):
         "trainer.max_epochs=3",
     )  # fmt: skip
     assert "resuming from" in out
+
+
+@pytest.mark.slow
+def test_stage3_grpo_trains_alike_under_ddp_and_zero2(tmp_path):
+    """C2SER Stage 3 (GRPO from a random Stage 1-shaped export, tiny model) on 2 CPU processes:
+    DDP and ZeRO-2 sample the same answers (seeded by step and rank), log the same loss, KL and
+    reward, and export the same weights."""
+    from safetensors.torch import load_file
+
+    from tests.scale.conftest import C2SER_RESUMABLE, stage1_export
+
+    manifest = sft_corpus(tmp_path / "corpus")
+    args = (
+        "experiment=cot_implicit", "task=grpo", f"data.manifest={manifest}",
+        f"data.ssl_dir={manifest.parent}/ssl", f"task.init_from={stage1_export(tmp_path / 's1')}",
+        *(a for a in C2SER_RESUMABLE if a.startswith("model.")), "model.dropout=0.0", "model.lora_dropout=0.0", "task.group_size=2", "task.lr=1e-3",
+        "task.max_new_tokens=4", "task.val_generate=2", "trainer.accelerator=cpu",
+        "trainer.devices=2", "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1",
+        "~callbacks.progress_bar",
+    )  # fmt: skip
+    exports, metrics = {}, {}
+    for name in ("ddp", "deepspeed_zero2"):
+        run_train(tmp_path, *args, f"strategy={name}", f"run_name={name}")
+        run = tmp_path / "logs" / "cot_implicit" / "runs" / name
+        exports[name] = load_file(run / "model" / "model.safetensors")
+        metrics[name] = json.loads((run / "metrics.json").read_text())
+    for key in ("train/loss", "train/kl", "train/reward", "val/loss"):
+        assert metrics["deepspeed_zero2"][key] == pytest.approx(metrics["ddp"][key], abs=1e-4)
+    for key, value in exports["ddp"].items():
+        torch.testing.assert_close(exports["deepspeed_zero2"][key], value, rtol=0, atol=1e-5)
