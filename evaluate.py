@@ -1,10 +1,10 @@
-"""Evaluate a C2SER model on a test set: ``python evaluate.py data=<set> checkpoint=<dir> stage=2``.
+"""Evaluate a C2SER model on a test set: ``python evaluate.py eval_set=<set> checkpoint=<dir> stage=2``.
 
 Examples::
 
-    python evaluate.py data=emo_emilia data.audio_root=/data/Emo-Emilia checkpoint=DIR stage=2
-    python evaluate.py data=demo_test checkpoint=logs/cot_implicit/runs/<run>/model stability.runs=5
-    python evaluate.py data=emo_emilia predictions=results.jsonl   # score existing outputs
+    python evaluate.py eval_set=emo_emilia eval_set.audio_root=/data/Emo-Emilia checkpoint=DIR stage=2
+    python evaluate.py eval_set=demo_test checkpoint=logs/stage2_demo/runs/<run>/model stability.runs=5
+    python evaluate.py eval_set=emo_emilia predictions=results.jsonl   # score existing outputs
     python evaluate.py --cfg job                                    # print the composed config
 
 Writes metrics.json, summary.md, unparsed.jsonl, confusion_*.png (and stability.png) into the run

@@ -13,7 +13,7 @@ Every step is an ordinary, printed command, so any of them can be rerun or chang
     no_ssl        with --ablation: the same two stages with model.use_ssl=false ("w/o Emotion2Vec-S")
     stage3        with --stage3: train.py experiment=stage3_grpo_demo task.init_from=<stage 2>/model
                   (GRPO on the emotion reward), evaluated as Stage 2
-    evaluate      evaluate.py data=demo_test ... per C2SER model, with stability runs
+    evaluate      evaluate.py eval_set=demo_test ... per C2SER model, with stability runs
     report        c2ser report <evaluation runs>
     summary       logs/demo/summary.{md,json} and confusion_<system>.png
 
@@ -71,7 +71,7 @@ def train(experiment: str, run_dir: Path, *overrides: str) -> list[str]:
 def evaluate(model: Path, stage: int, run_dir: Path, *overrides: str) -> list[str]:
     """evaluate.py on the demo's test speakers, greedy, with answer budgets per stage."""
     budget = MAX_NEW_TOKENS[stage]
-    return [sys.executable, "evaluate.py", "data=demo_test", f"checkpoint={model}",
+    return [sys.executable, "evaluate.py", "eval_set=demo_test", f"checkpoint={model}",
             f"stage={stage}", f"hydra.run.dir={run_dir}", "device=cpu", "batch_size=16",
             f"max_new_tokens={budget}", *overrides]  # fmt: skip
 
@@ -153,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         for stage, model, system in evaluated:
             ev = out / "eval" / model.parent.name
             runs, prompts = STABILITY[stage]
-            extra = [f"data.manifest={manifest}", f"system={system}",
+            extra = [f"eval_set.manifest={manifest}", f"system={system}",
                      f"stability.runs={runs}", f"stability.prompts={prompts}", *SAMPLING]  # fmt: skip
-            extra += [f"data.features={feats}"] if feats else []
+            extra += [f"eval_set.features={feats}"] if feats else []
             step(f"evaluate {model.parent.name.replace('_stage', ' stage ')}", ev / "metrics.json",
                  evaluate(model, stage, ev, *extra), timings)  # fmt: skip
             evals.append(ev)

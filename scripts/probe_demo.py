@@ -11,7 +11,7 @@ configurations' test UA::
 The Emotion2Vec-S features come from whatever ``--e2v-args`` selects. No pretrained checkpoint
 ships with the project, so the default is a randomly initialised tiny model, which is not expected
 to beat log-mel statistics; pass ``--checkpoint`` (a converted official checkpoint, or a run of
-``experiment=e2vs_pretrain``) for a meaningful comparison. Each report header names the options.
+``experiment=e2vs_pretrain_demo``) for a meaningful comparison. Each report header names the options.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 For each seed, three encoders of the same size (``--model``, default ``emotion2vec_s_tiny``):
 
 - ``random``: randomly initialised, not trained;
-- ``ssl``: ``python train.py experiment=e2vs_pretrain task.cat_weight=0`` (data2vec 2.0 frame
+- ``ssl``: ``python train.py experiment=e2vs_pretrain_demo task.cat_weight=0`` (data2vec 2.0 frame
   loss + utterance loss: plain emotion2vec pretraining);
 - ``semi<w>``: the same run with the category loss, ``task.cat_weight=w`` for each
   ``--cat-weights`` value (the paper uses 100).
@@ -61,7 +61,7 @@ def random_model(model: str, seed: int, out: Path) -> Path:
 
 def pretrain(args, manifest: Path, name: str, seed: int, out: Path, *overrides: str) -> Path:
     if not (out / "emotion2vec_s" / "config.json").exists():
-        run([sys.executable, str(REPO / "train.py"), "experiment=e2vs_pretrain",
+        run([sys.executable, str(REPO / "train.py"), "experiment=e2vs_pretrain_demo",
              f"model={args.model}", f"seed={seed}", f"trainer.max_epochs={args.epochs}",
              f"data.labelled={manifest}", f"data.unlabelled={manifest}", f"hydra.run.dir={out}",
              "ckpt_path=null", f"tags=[ablation,{name}]", *overrides, *args.override])  # fmt: skip

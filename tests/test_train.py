@@ -41,6 +41,26 @@ def test_every_experiment_composes_and_targets_import(experiment):
     OmegaConf.to_container(cfg.trainer, resolve=True)
 
 
+def test_every_experiment_is_headed_by_its_run_command():
+    for experiment in EXPERIMENTS:
+        head = (
+            (REPO / "conf" / "experiment" / f"{experiment}.yaml").read_text().split("defaults:")[0]
+        )
+        assert f"python train.py experiment={experiment}" in head, experiment
+
+
+def test_evaluation_sets_are_not_datamodules():
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match="data"):
+        compose_train(["experiment=stage1_tiny", "data=emo_emilia"])
+    assert not (REPO / "conf" / "data" / "demo_test.yaml").exists()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("evaluate", overrides=["eval_set=demo_test"])
+    assert cfg.eval_set._target_.endswith("EvalSet") and "data" not in cfg
+
+
 def make_tone_corpus(root: Path, per_class: int = 4) -> Path:
     """Pitch encodes the class: a corpus any working pipeline can learn."""
     rows = []
@@ -137,6 +157,8 @@ def test_task_hyperparameters_are_plain_python():
             cfg.task.init_from = None
         if cfg.model.get("encoder_init"):  # the demo's Whisper tiny.en: converted by make demo
             cfg.model.encoder_init = None
+        if cfg.model.get("preset") == "7b":  # paper sizes need a local Qwen2-7B: a tiny stand-in
+            cfg.model.preset, cfg.model.llm_path = "tiny", None
         task = instantiate_task(cfg.task, instantiate(cfg.model, **sizes.get(experiment, {})))
         buffer = io.BytesIO()
         torch.save(dict(task.hparams), buffer)

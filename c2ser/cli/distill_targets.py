@@ -1,7 +1,7 @@
 """``c2ser distill-targets``: the Stage 1 model's own explicit CoT as Stage 2 training targets.
 
 Runs the Stage 1 model (batched, ``c2ser infer``'s engine, Stage 1 prompt) over the manifest and
-stores each answer as ``cot_target`` for ``python train.py experiment=cot_implicit``: the
+stores each answer as ``cot_target`` for ``python train.py experiment=stage2_demo``: the
 teacher-generated variant of self-distillation. The raw answers are kept in
 ``<out>.teacher.jsonl``; that file also makes the command resumable (finished ids are skipped).
 

@@ -2,7 +2,7 @@
 
 ``python evaluate.py`` (Hydra, ``conf/evaluate.yaml``) calls :func:`run_evaluation`, which
 
-1. reads the test set (:class:`EvalSet`, the ``data`` group: Emo-Emilia or the demo test split)
+1. reads the test set (:class:`EvalSet`, the ``eval_set`` group: Emo-Emilia or the demo test split)
    and checks that *every* audio file (and feature file, when a features folder is given) exists
    before any model is loaded: a 2-hour run must not die at utterance 1,317. Missing files are an
    error listing the count and the first 10 (all of them in ``missing_inputs.txt``). The set is
@@ -68,7 +68,7 @@ PREDICTIONS = "predictions.jsonl"  # per-utterance labels, read by `c2ser report
 
 @dataclass
 class EvalSet:
-    """A labelled test set (the ``data`` group of ``conf/evaluate.yaml``).
+    """A labelled test set (the ``eval_set`` group of ``conf/evaluate.yaml``).
 
     ``name`` (None: from the data, :func:`c2ser.evaluation.sets.set_name`) is what reports call
     the set; ``split`` keeps only the manifest rows of that split (the demo corpus' ``test``); a split the
@@ -105,7 +105,7 @@ class EvalSet:
             has = f"its splits are {', '.join(splits)}" if splits else "it has no 'split' field"
             raise BadInputError(
                 f"{path}: no utterances in split {self.split!r} ({has}); choose one with "
-                "data.split=<name>, or data.split=null to evaluate every row"
+                "eval_set.split=<name>, or eval_set.split=null to evaluate every row"
             )
         return kept
 
@@ -147,7 +147,7 @@ def check_inputs(
     if not skip_bad:
         raise BadInputError(
             f"{head}utterances{where}. First {min(len(missing), SHOW_MISSING)}:\n  {first}\n"
-            "Point data.audio_root (and data.features) at the folders holding them, or set "
+            "Point eval_set.audio_root (and eval_set.features) at the folders holding them, or set "
             "skip_bad=true to evaluate the rest."
         )
     if not kept:
@@ -316,7 +316,7 @@ def _infer(
 
     overrides = {"llm_dtype": cfg.dtype} if cfg.get("dtype") else {}
     summary = run_inference(
-        cfg.checkpoint, utts, out, stage=cfg.stage, features=cfg.data.get("features"),
+        cfg.checkpoint, utts, out, stage=cfg.stage, features=cfg.eval_set.get("features"),
         batch_size=cfg.batch_size, decoding=decoding, seed=seed, device=cfg.get("device"),
         max_new_tokens=cfg.max_new_tokens, parse=parse_emotion, skip_bad=cfg.skip_bad,
         **options, **overrides,
@@ -349,7 +349,7 @@ def run_evaluation(cfg: Any) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     out = Path(cfg.paths.output_dir)
-    dataset = instantiate(cfg.data)
+    dataset = instantiate(cfg.eval_set)
     utts, n_missing, n_bad_lines = None, 0, 0
     if cfg.get("predictions"):
         if _stability_decodings(cfg) > 1 and not cfg.stability.get("predictions"):

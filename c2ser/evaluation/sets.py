@@ -1,8 +1,8 @@
 """What a test set is called, decided from its data.
 
 ``c2ser report`` puts a set's results beside the paper's numbers for the set of the same name,
-so the name must not come from the config group alone: ``data=emo_emilia
-data.manifest=my.jsonl`` is not Emo-Emilia. A set is ``emo_emilia`` only when its manifest is the
+so the name must not come from the config group alone: ``eval_set=emo_emilia
+eval_set.manifest=my.jsonl`` is not Emo-Emilia. A set is ``emo_emilia`` only when its manifest is the
 released test set (:func:`is_emo_emilia`); any other manifest is named after its file.
 """
 

@@ -82,7 +82,7 @@ def test_real_emo_emilia_manifest(shared_dir, tmp_path):
     assert f"{tmp_path}/Emo-Emilia/wav/ZH_B00090_S00350_W000000.wav" in str(e.value)
 
     # through the Hydra entry point: one clear message, exit code 2, no traceback
-    common = ["data=emo_emilia", f"data.manifest={manifest}", f"data.audio_root={tmp_path}",
+    common = ["eval_set=emo_emilia", f"eval_set.manifest={manifest}", f"eval_set.audio_root={tmp_path}",
               f"checkpoint={tmp_path}", "run_name=missing"]  # fmt: skip
     r = run_script(common, tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -137,7 +137,7 @@ def test_end_to_end_on_existing_predictions(tmp_path):
         runs.append(str(path))
     r = run_script(
         [
-            "data=emo_emilia",
+            "eval_set=emo_emilia",
             f"predictions={preds}",
             "run_name=p",
             "system=mine",
@@ -216,7 +216,7 @@ def test_stage1_predictions_with_a_manifest(tmp_path):
     manifest = _manifest(tmp_path / "m.jsonl", refs)
     preds = _manifest(tmp_path / "r.jsonl", answers)
     out = tmp_path / "run"
-    cfg = compose_eval(["data=demo_test", f"data.manifest={manifest}", f"predictions={preds}",
+    cfg = compose_eval(["eval_set=demo_test", f"eval_set.manifest={manifest}", f"predictions={preds}",
                         "stage=1", f"paths.output_dir={out}", "bootstrap.resamples=200"])  # fmt: skip
     m = run_evaluation(cfg)
     assert m["split"] == "test" and m["bootstrap"]["unit"] == "speaker"
@@ -255,7 +255,7 @@ def test_end_to_end_tiny_model(tmp_path, wav_file, tiny_model_dir):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     overrides = [
-        "data=demo_test", f"data.manifest={manifest}", f"data.features={feats}",
+        "eval_set=demo_test", f"eval_set.manifest={manifest}", f"eval_set.features={feats}",
         f"checkpoint={tiny_model_dir}", f"paths.output_dir={tmp_path / 'run'}",
         "skip_bad=true", "max_new_tokens=6", "batch_size=2", "device=cpu",
         "stability.runs=2", "stability.prompts=2", "stability.decoding=greedy",
@@ -360,7 +360,7 @@ def test_inference_failures_stop_or_are_counted_with_skip_bad(tmp_path, wav_file
     skip_bad=true count, print and score the failure as wrong."""
     manifest, feats = _tiny_set(tmp_path, wav_file, corrupt="EN_b")
     overrides = [
-        "data=emo_emilia", f"data.manifest={manifest}", f"data.features={feats}",
+        "eval_set=emo_emilia", f"eval_set.manifest={manifest}", f"eval_set.features={feats}",
         f"checkpoint={tiny_model_dir}", f"paths.output_dir={tmp_path / 'run'}",
         "max_new_tokens=3", "device=cpu", "bootstrap.resamples=10",
     ]  # fmt: skip
@@ -373,7 +373,7 @@ def test_inference_failures_stop_or_are_counted_with_skip_bad(tmp_path, wav_file
     # named from the data, not the config group: never compared with the paper's Emo-Emilia
     assert m["dataset"] == "my"
     with pytest.raises(BadInputError, match=r"data\.name=emo_emilia is kept for the released"):
-        run_evaluation(compose_eval([*overrides, "skip_bad=true", "data.name=emo_emilia"]))
+        run_evaluation(compose_eval([*overrides, "skip_bad=true", "eval_set.name=emo_emilia"]))
 
 
 def test_set_names_come_from_the_data(tmp_path):
