@@ -145,8 +145,7 @@ RESUMABLE = (
 # The same for C2SER Stage 1 and 2 on an :func:`sft_corpus`: a tiny random model (its Qwen2 16 wide,
 # ~35 MB checkpoints), one utterance per batch, a checkpoint every 2 steps, dropout on (0.1).
 C2SER_RESUMABLE = (
-    "model.llm_config.hidden_size=16",
-    "model.llm_config.intermediate_size=32",
+    "model.llm_config={hidden_size:16,intermediate_size:32}",  # merged into the tiny preset's
     "data.max_batch_size=1",
     "task.val_generate=1",
     "task.max_new_tokens=4",
