@@ -111,10 +111,11 @@ def scores(corpus, tmp_path_factory):
             root = tmp_path_factory.mktemp("shuffled" if shuffle else "label")
             feats = oracle_features(corpus, root / "feats", shuffle)
             data = [f"data.manifest={corpus}", f"data.ssl_dir={feats}"]
-            # as many optimiser steps as the demo takes (6 x 36 and 12 x 36 batches of 8)
-            stage1 = run_stage("stage1_demo", root / "stage1", *data, "trainer.max_epochs=20")
+            # as many optimiser steps as the demo takes: Stage 1 9 x 70 batches of 4 (here
+            # 30 x 21), Stage 2 8 x 35 batches of 8 (here 26 x 11)
+            stage1 = run_stage("stage1_demo", root / "stage1", *data, "trainer.max_epochs=30")
             stage2 = run_stage("stage2_demo", root / "stage2", *data,
-                               f"task.init_from={stage1}", "trainer.max_epochs=40")  # fmt: skip
+                               f"task.init_from={stage1}", "trainer.max_epochs=26")  # fmt: skip
             done[shuffle] = {
                 1: held_out_scores(stage1, corpus, feats, 1, root),
                 2: held_out_scores(stage2, corpus, feats, 2, root),
