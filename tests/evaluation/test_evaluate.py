@@ -188,7 +188,7 @@ def test_an_absent_split_is_refused(tmp_path):
             for i, s in enumerate(["train", "val", "train"])]  # fmt: skip
     manifest = _manifest(tmp_path / "m.jsonl", rows)
     with pytest.raises(BadInputError, match=r"no utterances in split 'test' \(its splits are "
-                       r"train, val\); choose one with data\.split="):  # fmt: skip
+                       r"train, val\); choose one with eval_set\.split="):  # fmt: skip
         EvalSet(manifest=str(manifest), split="test").utterances()
     assert len(EvalSet(manifest=str(manifest), split="val").utterances()) == 1
     no_split = _manifest(tmp_path / "n.jsonl", [{k: v for k, v in r.items() if k != "split"}
