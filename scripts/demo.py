@@ -14,6 +14,7 @@ Every step is an ordinary, printed command, so any of them can be rerun or chang
     stage3        with --stage3: train.py experiment=stage3_grpo_demo task.init_from=<stage 2>/model
                   (GRPO on the emotion reward), evaluated as Stage 2
     evaluate      evaluate.py eval_set=demo_test ... per C2SER model, with stability runs
+    bundle        c2ser bundle --model <stage 2>/model --emotion2vec <e2vs> --out logs/demo/bundle
     report        c2ser report <evaluation runs>
     summary       logs/demo/summary.{md,json} and confusion_<system>.png
 
@@ -159,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             step(f"evaluate {model.parent.name.replace('_stage', ' stage ')}", ev / "metrics.json",
                  evaluate(model, stage, ev, *extra), timings)  # fmt: skip
             evals.append(ev)
+    # the trained C2SER Stage 2 with its Emotion2Vec-S and demo metrics, for predict / Pipeline
+    step("bundle", out / "bundle" / "bundle.json",
+         c2ser("bundle", "--model", str(out / "c2ser_stage2" / "model"), "--emotion2vec",
+               str(e2vs), "--metrics", str(out / "eval" / "c2ser_stage2" / "metrics.json"),
+               "--out", str(out / "bundle")), timings)  # fmt: skip
     # the report and the summary are cheap and cover every evaluation there is: always redone
     run(c2ser("report", *map(str, evals), "--out", str(out / "report.md")))
 
