@@ -336,6 +336,25 @@ class C2SER(nn.Module):
         return embeds, mask.long(), position_ids, label_t
 
     # ----------------------------------------------------------------- training / scoring
+    def _teacher_forced(
+        self,
+        mel: torch.Tensor | None,
+        mel_mask: torch.Tensor | None,
+        ssl: torch.Tensor | None,
+        prompt_ids: list[list[int]],
+        target_ids: list[list[int]],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, nn.Module]:
+        """The LLM's last hidden states over packed rows, the next-token labels ``(B, L-1)``,
+        the mask of positions that predict a target token, and the LM head."""
+        speech, lengths = self.encode_speech(mel, mel_mask, ssl)
+        embeds, mask, position_ids, labels = self.assemble(speech, lengths, prompt_ids, target_ids)
+        base = self.base_llm()
+        hidden = base.model(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        shifted = labels[:, 1:]
+        return hidden, shifted, shifted != -100, base.get_output_embeddings()
+
     def forward(
         self,
         mel: torch.Tensor | None,
@@ -351,15 +370,9 @@ class C2SER(nn.Module):
         the speech and prompt positions would be wasted memory); ``return_logits=True`` also
         returns full ``(B, L, V)`` logits in the packed layout of :meth:`assemble`.
         """
-        speech, lengths = self.encode_speech(mel, mel_mask, ssl)
-        embeds, mask, position_ids, labels = self.assemble(speech, lengths, prompt_ids, target_ids)
-        base = self.base_llm()
-        hidden = base.model(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False
-        ).last_hidden_state
-        head = base.get_output_embeddings()
-        shifted = labels[:, 1:]
-        sel = shifted != -100
+        hidden, shifted, sel, head = self._teacher_forced(
+            mel, mel_mask, ssl, prompt_ids, target_ids
+        )
         loss = None
         if sel.any():
             logits_sel = head(hidden[:, :-1][sel]).float()
@@ -380,15 +393,10 @@ class C2SER(nn.Module):
         (:mod:`c2ser.tasks.grpo`). ``temperature`` divides the logits, so the scores are those
         of the distribution the answers were sampled from. As :meth:`forward`, the LM head runs
         only where a target token is predicted."""
-        speech, lengths = self.encode_speech(mel, mel_mask, ssl)
-        embeds, mask, position_ids, labels = self.assemble(speech, lengths, prompt_ids, target_ids)
-        base = self.base_llm()
-        hidden = base.model(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False
-        ).last_hidden_state
-        shifted = labels[:, 1:]
-        sel = shifted != -100
-        logits = base.get_output_embeddings()(hidden[:, :-1][sel]).float() / temperature
+        hidden, shifted, sel, head = self._teacher_forced(
+            mel, mel_mask, ssl, prompt_ids, target_ids
+        )
+        logits = head(hidden[:, :-1][sel]).float() / temperature
         logp = -F.cross_entropy(logits, shifted[sel], reduction="none")
         n = torch.tensor([len(t) for t in target_ids], device=logp.device)
         out = logp.new_zeros(len(target_ids), int(n.max()))
