@@ -14,6 +14,10 @@ repeatable with --seed); ``score`` generates nothing: it scores the 7 Stage 2 an
 sentences in the utterance's language and answers with the likeliest, so every answer parses,
 and each row gets ``scores`` (label -> probability). ``--paraphrase N`` asks with one of
 our rewordings of the stage's prompt (0: the official prompt).
+
+--checkpoint takes a C2SER-LLM model directory or a model bundle (`c2ser bundle`, `c2ser
+convert c2ser-llm --emotion2vec`): a bundle answers with its C2SER-LLM and, without --features,
+its Emotion2Vec-S computes the utterance features from the audio (no `c2ser extract` step).
 """
 
 from __future__ import annotations
@@ -30,7 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, help="model directory (save_pretrained/convert)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="model directory (save_pretrained/convert) or model bundle (c2ser bundle)",
+    )
     p.add_argument("--manifest", required=True, help="jsonl manifest or Kaldi wav.scp")
     p.add_argument(
         "--stage",
@@ -40,7 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="1 explicit chain of thought, 2 implicit answer (the released model; as evaluate.py)",
     )
     p.add_argument("--out", required=True, help="results.jsonl (appended to; reruns resume)")
-    p.add_argument("--features", help="directory of Emotion2Vec-S <id>.npy utterance features")
+    p.add_argument(
+        "--features",
+        help="directory of Emotion2Vec-S <id>.npy utterance features (a bundle without it: "
+        "computed by the bundle's Emotion2Vec-S)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="utterances per generation batch")
     p.add_argument(
         "--decoding",

@@ -59,6 +59,7 @@ from c2ser.evaluation.parse import judge_emotions
 from c2ser.evaluation.scoring import Parser, row_language, score_rows
 from c2ser.evaluation.sets import set_name
 from c2ser.evaluation.stability import plot_stability, stability_report
+from c2ser.models.bundle import C2SER_SUBDIR, is_bundle
 from c2ser.models.checkpoint import CONFIG_FILE, read_config
 
 KIND = "c2ser-evaluation"  # marks our metrics.json (train runs write a metrics.json too)
@@ -165,8 +166,9 @@ def system_info(checkpoint: str | Path | None) -> dict[str, Any]:
         return {}
     ckpt = Path(checkpoint)
     info: dict[str, Any] = {"checkpoint": str(ckpt)}
-    if (ckpt / CONFIG_FILE).is_file():
-        model = read_config(ckpt)
+    model_dir = ckpt / C2SER_SUBDIR if is_bundle(ckpt) else ckpt  # a bundle: its C2SER-LLM
+    if (model_dir / CONFIG_FILE).is_file():
+        model = read_config(model_dir)
         info.update({k: model[k] for k in ("use_ssl", "use_whisper") if k in model})
     train_cfg = ckpt.parent / ".hydra" / "config.yaml"
     if train_cfg.is_file():

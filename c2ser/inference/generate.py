@@ -38,6 +38,12 @@ also depends on the batch it was generated in.
 The prompt is the stage's official one unless ``prompt`` gives a paraphrase index
 (:data:`c2ser.core.prompts.PARAPHRASES`) or a text.
 
+The model is a C2SER-LLM model directory or a model bundle (:mod:`c2ser.models.bundle`): a
+bundle answers with its ``c2ser/`` model, and when no ``features`` folder is given its
+Emotion2Vec-S computes the utterance rows the model was trained on (the bundle's
+``utterance_mode``) from each batch's audio, as :class:`c2ser.inference.pipeline.Pipeline` does;
+with ``features`` the rows are read from the folder as for a model directory.
+
 Output rows: ``index, text`` (raw generation), ``emotion`` (reference, if known), ``language``,
 ``pred_emotion`` (from the ``parse`` callable, e.g. :func:`c2ser.evaluation.parse.parse_emotion`),
 ``n_tokens`` and ``seconds`` (the utterance's share of its batch's wall time).
@@ -64,12 +70,20 @@ from c2ser.data.features import load_feature
 from c2ser.data.manifest import Utterance, read_manifest
 from c2ser.data.mel import log_mel
 from c2ser.data.tokenizer import load_tokenizer
+from c2ser.inference.emotion2vec_s import Emotion2VecSFeatures, extract_batch, too_short
 from c2ser.inference.hardware import resolve_device
-from c2ser.inference.provenance import check_provenance, provenance, provenance_path
+from c2ser.inference.provenance import (
+    check_provenance,
+    model_fingerprint,
+    provenance,
+    provenance_path,
+)
 from c2ser.inference.runner import RunSummary, failer, run_or_retry_singly
 from c2ser.inference.score import score_labels
+from c2ser.models.bundle import C2SER_SUBDIR, E2VS_SUBDIR, is_bundle, read_bundle_config
 from c2ser.models.c2ser_llm import C2SER, C2SERConfig
 from c2ser.models.checkpoint import CONFIG_FILE, from_pretrained
+from c2ser.models.emotion2vec_s import Emotion2VecS
 
 DECODING: dict[str, dict[str, Any]] = {
     "greedy": dict(num_beams=1, do_sample=False),
@@ -84,6 +98,7 @@ DECODING: dict[str, dict[str, Any]] = {
     ),
 }  # fmt: skip
 MAX_NEW_TOKENS = 400
+MAX_E2VS_SECONDS = 60.0  # a bundle's Emotion2Vec-S reads longer audio in chunks (as Pipeline)
 SCORE = "score"  # closed-set label scoring instead of generation
 DECODINGS = (*DECODING, SCORE)
 
@@ -113,12 +128,14 @@ def run_inference(
     """Generate for every utterance of ``manifest`` not yet in ``out``; see the module docstring.
 
     Args:
-        model: a loaded :class:`C2SER` (used on its own device) or a directory for
-            :func:`c2ser.models.checkpoint.from_pretrained` (``model_overrides`` go to it, e.g.
-            ``llm_dtype="float32"``), loaded on ``device`` (default: cuda when available).
+        model: a loaded :class:`C2SER` (used on its own device), a directory for
+            :func:`c2ser.models.checkpoint.from_pretrained` or a model bundle (its ``c2ser/``
+            model; ``model_overrides`` go to it, e.g. ``llm_dtype="float32"``), loaded on
+            ``device`` (default: cuda when available).
         manifest: jsonl / wav.scp path (bad lines are reported as failed) or utterances.
         features: directory of Emotion2Vec-S ``<id>.npy`` files, (>= 10, 768) each; required
-            when the model uses them.
+            when the model uses them, unless ``model`` is a bundle: its Emotion2Vec-S then
+            computes them from the audio.
         decoding: a key of ``DECODING``, or ``score`` (:data:`SCORE`).
         parse: ``parse(text, language) -> emotion | None`` filling ``pred_emotion``.
         prompt: ``None`` (the stage's official prompt), a paraphrase index of
@@ -142,21 +159,46 @@ def run_inference(
     else:
         gen = generation_kwargs(decoding, max_new_tokens, temperature, top_p)
     prompt_text = prompt if isinstance(prompt, str) else prompt_for(stage, prompt or 0)
-    record = provenance(model, stage, prompt_text, gen, seed, features, model_overrides)
+    e2vs_dir, utterance_mode = None, None
+    if not isinstance(model, C2SER) and is_bundle(model):
+        bundle = Path(model)
+        utterance_mode = read_bundle_config(bundle).utterance_mode
+        model = bundle / C2SER_SUBDIR
+        if features is None and (bundle / E2VS_SUBDIR).is_dir():
+            e2vs_dir = bundle / E2VS_SUBDIR
+    extractor_record = None
+    if e2vs_dir is not None:
+        extractor_record = {
+            "emotion2vec_s_sha256": model_fingerprint(e2vs_dir),
+            "utterance_mode": utterance_mode,
+        }
+    record = provenance(
+        model, stage, prompt_text, gen, seed, features if e2vs_dir is None else e2vs_dir,
+        model_overrides, extractor_record,
+    )  # fmt: skip
     out = Path(out)
     check_provenance(out, record)
     if isinstance(model, C2SER):
         device = next(model.parameters()).device
     else:
         if not (Path(model) / CONFIG_FILE).is_file():
-            raise BadInputError(f"{model}: not a c2ser model directory (no {CONFIG_FILE})")
+            raise BadInputError(
+                f"{model}: not a c2ser model directory (no {CONFIG_FILE}) or model bundle"
+            )
         device = resolve_device(device)
         model = from_pretrained(model, device=device, **model_overrides)
     model.eval()
-    if model.config.use_ssl and (features is None or not Path(features).is_dir()):
+    extractor = None
+    if model.config.use_ssl and e2vs_dir is not None:
+        e2vs = Emotion2VecS.from_pretrained(e2vs_dir, utterance_mode=utterance_mode)
+        extractor = Emotion2VecSFeatures(
+            e2vs.to(device).eval(), "utterance", utterance_mode, MAX_E2VS_SECONDS
+        )
+    elif model.config.use_ssl and (features is None or not Path(features).is_dir()):
         raise BadInputError(
             f"this model uses Emotion2Vec-S utterance features: pass their directory "
-            f"(<id>.npy files from `c2ser extract`){f'; {features} not found' if features else ''}"
+            f"(<id>.npy files from `c2ser extract`), or give a model bundle, whose "
+            f"Emotion2Vec-S computes them{f'; {features} not found' if features else ''}"
         )
     summary = RunSummary()
     if isinstance(manifest, list):
@@ -178,10 +220,12 @@ def run_inference(
         items = []
         for _, utt in todo[start : start + batch_size]:
             try:
-                items.append(_load_item(utt, model, feature_dir))
+                items.append(_load_item(utt, model, feature_dir, extractor))
             except BadInputError as e:
                 fail(utt.id, str(e))
-        rows = _generate_rows(model, items, prompt_ids, gen, seed, device, tokenizer, parse, fail)
+        rows = _generate_rows(
+            model, items, prompt_ids, gen, seed, device, tokenizer, parse, fail, extractor
+        )
         _append_rows(out, rows)
         summary.done += len(rows)
         summary.tokens += sum(r["n_tokens"] for r in rows)
@@ -238,25 +282,53 @@ def _pending(
         if cfg.use_whisper and seconds > cfg.max_audio_seconds:
             fail(utt.id, f"too long: {seconds:.1f} s > {cfg.max_audio_seconds:g} s")
             continue
-        if cfg.use_ssl and not (feature_dir / f"{utt.id}.npy").is_file():
+        if (
+            cfg.use_ssl
+            and feature_dir is not None
+            and not (feature_dir / f"{utt.id}.npy").is_file()
+        ):
             fail(utt.id, f"features: missing Emotion2Vec-S features {feature_dir / utt.id}.npy")
             continue
         todo.append((seconds, utt))
     return sorted(todo, key=lambda x: -x[0])
 
 
-def _load_item(utt: Utterance, model: C2SER, feature_dir: Path | None) -> dict[str, Any]:
-    """Mel and features of one utterance; a :class:`BadInputError` says what is missing."""
+def _load_item(
+    utt: Utterance,
+    model: C2SER,
+    feature_dir: Path | None,
+    extractor: Emotion2VecSFeatures | None = None,
+) -> dict[str, Any]:
+    """Mel and features of one utterance (or, with an ``extractor``, the 16 kHz ``wav`` that
+    its batch's features are computed from); a :class:`BadInputError` says what is missing."""
     cfg = model.config
     item: dict[str, Any] = {"utt": utt, "mel": None, "ssl": None}
-    if cfg.use_whisper:
+    wav = None
+    if cfg.use_whisper or (cfg.use_ssl and extractor is not None):
         try:
-            item["mel"] = log_mel(load_audio(utt.wav), n_mels=cfg.n_mels)
+            wav = load_audio(utt.wav)
         except AudioError as e:
             raise BadInputError(f"audio: {e}") from None
-    if cfg.use_ssl:
+    if cfg.use_whisper:
+        item["mel"] = log_mel(wav, n_mels=cfg.n_mels)
+    if cfg.use_ssl and extractor is not None:
+        if reason := too_short(extractor.model, len(wav)):
+            raise BadInputError(f"audio: {reason}")
+        item["wav"] = wav
+    elif cfg.use_ssl:
         item["ssl"] = _load_ssl(feature_dir / f"{utt.id}.npy", cfg.ssl_tokens, cfg.ssl_dim)
     return item
+
+
+def _with_features(
+    items: list[dict[str, Any]], extractor: Emotion2VecSFeatures, tokens: int
+) -> list[dict[str, Any]]:
+    """``items`` with the ``ssl`` rows of their ``wav`` s, computed in one padded batch."""
+    rows = extract_batch(
+        extractor.model, [it["wav"] for it in items], extractor.level, extractor.utterance_mode,
+        extractor.max_samples,
+    )  # fmt: skip
+    return [{**it, "ssl": r[:tokens]} for it, r in zip(items, rows, strict=True)]
 
 
 def _load_ssl(path: Path, tokens: int, dim: int) -> torch.Tensor:
@@ -292,14 +364,18 @@ def _generate_rows(
     tokenizer: Any,
     parse: Parser | None,
     fail: Callable[[str, str], None],
+    extractor: Emotion2VecSFeatures | None = None,
 ) -> list[dict[str, Any]]:
-    """Generate one batch; if the batch fails as a whole, its items are retried one at a time."""
+    """Generate one batch (first computing its features when an ``extractor`` is given); if the
+    batch fails as a whole, its items are retried one at a time."""
 
     scoring = gen.get("decoding") == SCORE
 
     def run(batch: list[dict[str, Any]]) -> tuple[list[Any], float]:
         torch.manual_seed(seed)
         t0 = time.perf_counter()
+        if extractor is not None:
+            batch = _with_features(batch, extractor, model.config.ssl_tokens)
         inputs, prompts = collate_items(batch, device), [prompt] * len(batch)
         if scoring:
             languages = [

@@ -48,10 +48,15 @@ def provenance(
     seed: int,
     features: str | os.PathLike | None,
     model_overrides: dict[str, Any],
+    extractor: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record of a run. An in-memory model (tests, the evaluate runner's callers) has no
-    files to name, so it is recorded as ``null`` and a resume compares only the settings."""
+    files to name, so it is recorded as ``null`` and a resume compares only the settings.
+    ``extractor`` describes the model that computes the features during the run (a bundle's
+    Emotion2Vec-S, whose directory is then ``features``), recorded as ``features_from``; runs
+    that read feature files have no such entry, as before."""
     on_disk = not isinstance(model, C2SER)
+    extra = {"features_from": dict(sorted(extractor.items()))} if extractor else {}
     return {
         "model": str(Path(model).resolve()) if on_disk else None,
         "model_sha256": model_fingerprint(model) if on_disk else None,
@@ -61,6 +66,7 @@ def provenance(
         "generation": dict(sorted(generation.items())),
         "seed": seed if generation.get("do_sample") else None,  # greedy/beam ignore it
         "features": str(Path(features).resolve()) if features is not None else None,
+        **extra,
     }
 
 
