@@ -3,6 +3,8 @@
 Every step is an ordinary, printed command, so any of them can be rerun or changed by hand::
 
     corpus        c2ser demo-corpus --out data/demo
+    vocab         c2ser vocab --manifest data/demo/manifest.jsonl --out data/demo/vocab.json
+                  (the demo LLM's rows: the token ids of the training text, c2ser.data.vocab)
     baseline      train.py experiment=demo                      (log-mel classifier, reference row)
     emotion2vec   train.py experiment=e2vs_pretrain_demo         (semi-supervised, train split only)
     features      c2ser extract --level utterance --utterance-mode mean   (C2SER's Emotion2Vec-S input)
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     data = [f"data.manifest={manifest}"]
 
     step("corpus", manifest, c2ser("demo-corpus", "--out", str(corpus)), timings)
+    vocab = corpus / "vocab.json"
+    step("vocab", vocab, c2ser("vocab", "--manifest", str(manifest), "--out", str(vocab)), timings)
     step("baseline", out / "baseline" / "metrics.json",
          train("demo", out / "baseline", *data), timings)  # fmt: skip
     e2vs = out / "emotion2vec_s"
@@ -131,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     whisper = REPO / "data" / "models" / "whisper-tiny.en"
     step("whisper", whisper / "model.safetensors",
          c2ser("convert", "whisper-ct2", str(whisper)), timings)  # fmt: skip
+    c2ser_data = [*data, f"model.vocab={vocab}"]
     systems = [("C2SER", [f"data.ssl_dir={utt_feats}"], utt_feats)]
     if args.ablation:
         systems.append(("C2SER w/o Emotion2Vec-S", ["model.use_ssl=false"], None))
@@ -139,16 +144,16 @@ def main(argv: list[str] | None = None) -> int:
         tag = "c2ser" if feats else "no_ssl"
         s1, s2 = out / f"{tag}_stage1", out / f"{tag}_stage2"
         step(f"{tag} stage 1", s1 / "metrics.json",
-             train("stage1_demo", s1, *data, *overrides), timings)  # fmt: skip
+             train("stage1_demo", s1, *c2ser_data, *overrides), timings)  # fmt: skip
         step(f"{tag} stage 2", s2 / "metrics.json",
-             train("stage2_demo", s2, *data, *overrides, f"task.init_from={s1 / 'model'}"),
+             train("stage2_demo", s2, *c2ser_data, *overrides, f"task.init_from={s1 / 'model'}"),
              timings)  # fmt: skip
         # (prompt stage, model, system); Stage 3 answers the Stage 2 prompt
         evaluated = [(1, s1 / "model", f"{name} Stage 1"), (2, s2 / "model", f"{name} Stage 2")]
         if args.stage3 and feats:
             s3 = out / f"{tag}_stage3"
             step(f"{tag} stage 3", s3 / "metrics.json",
-                 train("stage3_grpo_demo", s3, *data, *overrides,
+                 train("stage3_grpo_demo", s3, *c2ser_data, *overrides,
                        f"task.init_from={s2 / 'model'}"), timings)  # fmt: skip
             evaluated.append((2, s3 / "model", f'"{name} Stage 3 (GRPO)"'))  # Hydra-quoted
         for stage, model, system in evaluated:

@@ -110,6 +110,7 @@ def candidate_logliks(
         flat = [c for row in candidates for c in row]
         width = max(len(c) for c in flat)
         ids = torch.tensor([[*c] + [EOD_ID] * (width - len(c)) for c in flat], device=dev)
+        ids = model.llm_ids(ids)  # the LLM's rows (a corpus vocabulary trims them)
         valid = (
             torch.arange(width, device=dev)[None]
             < torch.tensor([len(c) for c in flat], device=dev)[:, None]

@@ -74,7 +74,9 @@ class C2SERConfig:
     ``gradient_checkpointing`` covers the encoder and the LLM. ``downsampler="pool"`` replaces the
     release's conv downsampler by :class:`~c2ser.models.adapter.PoolDownsampler` (models trained
     from scratch on little data; it needs statistics of the encoder output, see
-    :meth:`C2SER.needs_speech_statistics`).
+    :meth:`C2SER.needs_speech_statistics`). ``vocab`` (random LLMs only) keeps one LLM row per
+    listed tokenizer id, plus one for every other id (:mod:`c2ser.data.vocab`; a path to its JSON
+    list is read into the config, so exported models carry the list); None: every Qwen2 row.
     """
 
     n_mels: int = 80
@@ -105,6 +107,7 @@ class C2SERConfig:
     trainable: list[str] = field(default_factory=lambda: list(OFFICIAL_GROUPS))
     max_audio_seconds: float = 300.0
     gradient_checkpointing: bool = False
+    vocab: list[int] | str | None = None
 
     def __post_init__(self) -> None:
         if not (self.use_whisper or self.use_ssl):
@@ -119,6 +122,10 @@ class C2SERConfig:
             )
         if self.downsampler not in DOWNSAMPLERS:
             raise ValueError(f"downsampler must be one of {sorted(DOWNSAMPLERS)}")
+        if isinstance(self.vocab, str | os.PathLike):
+            self.vocab = _read_vocab(self.vocab)
+        if self.vocab is not None:
+            self.vocab = sorted({int(i) for i in self.vocab} | {EOD_ID})
         unknown = set(self.trainable) - set(PARAM_GROUPS)
         if unknown:
             raise ValueError(f"unknown trainable groups {sorted(unknown)}; known: {PARAM_GROUPS}")
@@ -200,6 +207,21 @@ class C2SER(nn.Module):
             cfg.connector_max_positions,
         )  # fmt: skip
         self.llm = _load_llm(cfg)
+        if cfg.vocab is not None:
+            # tokenizer id -> LLM row (the last row for ids outside the vocabulary) and back (the
+            # extra row reads as end-of-text: an answer can only stop there)
+            rows = self.llm.get_input_embeddings().num_embeddings
+            if rows != len(cfg.vocab) + 1:
+                raise ValueError(
+                    f"model.vocab keeps {len(cfg.vocab)} token ids but the LLM has {rows} rows: a "
+                    "corpus vocabulary is for a random LLM (llm_config) or one saved with it; "
+                    "set model.vocab=null"
+                )
+            # the last entry (one past the largest kept id) is the extra row, for any other id
+            lookup = torch.full((cfg.vocab[-1] + 2,), len(cfg.vocab))
+            lookup[cfg.vocab] = torch.arange(len(cfg.vocab))
+            self.register_buffer("vocab_rows", lookup, persistent=False)
+            self.register_buffer("vocab_ids", torch.tensor([*cfg.vocab, EOD_ID]), persistent=False)
         hidden = self.llm.get_input_embeddings().embedding_dim
         self.projection = nn.Linear(d, hidden)
         self.speech_embed = nn.Embedding(2, hidden)  # official speech_token_emded rows 4097, 4098
@@ -208,6 +230,17 @@ class C2SER(nn.Module):
             for module in (self.encoder, self.base_llm()):
                 _enable_checkpointing(module)
         self.set_trainable(cfg.trainable)
+
+    # ----------------------------------------------------------------- vocabulary
+    def llm_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Tokenizer ids -> the LLM's rows (the same ids unless ``config.vocab`` trims it)."""
+        if self.config.vocab is None:
+            return ids
+        return self.vocab_rows[ids.clamp(max=len(self.vocab_rows) - 1)]
+
+    def tokenizer_ids(self, rows: torch.Tensor) -> torch.Tensor:
+        """The LLM's rows -> tokenizer ids (inverse of :meth:`llm_ids` inside the vocabulary)."""
+        return rows if self.config.vocab is None else self.vocab_ids[rows]
 
     # ----------------------------------------------------------------- trainable parts
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -309,7 +342,7 @@ class C2SER(nn.Module):
         dev = speech.device
         embed = self.llm.get_input_embeddings()
         flat = [i for p, t in zip(prompt_ids, targets) for i in (*p, *t)]
-        flat = torch.tensor(flat, dtype=torch.long, device=dev)
+        flat = self.llm_ids(torch.tensor(flat, dtype=torch.long, device=dev))
         text = (
             embed(flat)
             .to(speech.dtype)
@@ -332,6 +365,7 @@ class C2SER(nn.Module):
         label_t = nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=-100)
         if left_pad:
             embeds, label_t = embeds.flip(1), label_t.flip(1)
+        label_t = torch.where(label_t < 0, label_t, self.llm_ids(label_t.clamp(min=0)))
         position_ids = (mask.long().cumsum(1) - 1).clamp(min=0)
         return embeds, mask.long(), position_ids, label_t
 
@@ -430,12 +464,13 @@ class C2SER(nn.Module):
         try:
             speech, lengths = self.encode_speech(mel, mel_mask, ssl)
             embeds, mask, _, _ = self.assemble(speech, lengths, prompt_ids, left_pad=True)
+            eod = int(self.llm_ids(torch.tensor(EOD_ID)))
             config = GenerationConfig(
                 max_new_tokens=max_new_tokens,
                 num_beams=num_beams,
                 do_sample=do_sample,
-                eos_token_id=EOD_ID,
-                pad_token_id=EOD_ID,
+                eos_token_id=eod,
+                pad_token_id=eod,
                 **gen,
             )
             with warnings.catch_warnings():  # penalising generated ids only is the official way
@@ -446,7 +481,7 @@ class C2SER(nn.Module):
         finally:
             self.train(was_training)
         result = []
-        for row in out.tolist():
+        for row in self.tokenizer_ids(out).tolist():
             result.append(row[: row.index(EOD_ID)] if EOD_ID in row else row)
         return result
 
@@ -482,6 +517,23 @@ def _enable_checkpointing(model: nn.Module) -> None:
     (enable or model.gradient_checkpointing_enable)({"use_reentrant": False})
 
 
+def _read_vocab(path: str | os.PathLike) -> list[int]:
+    """``model.vocab`` given as a path: the JSON list of :func:`c2ser.data.vocab.write_vocab`."""
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"model.vocab={p}: not found. Build it from the training manifest with `c2ser vocab "
+            f"--manifest MANIFEST --out {p}` (make demo does for the demo corpus), or set "
+            "model.vocab=null for the tokenizer's whole vocabulary"
+        )
+    vocab = json.loads(p.read_text())
+    if not (isinstance(vocab, list) and vocab and all(isinstance(i, int) for i in vocab)):
+        raise ValueError(f"model.vocab={p}: expected a JSON list of token ids")
+    return vocab
+
+
 def _load_llm(cfg: C2SERConfig) -> nn.Module:
     """Qwen2 causal LM from a local directory (or a random one from ``llm_config``) + LoRA."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -497,6 +549,9 @@ def _load_llm(cfg: C2SERConfig) -> nn.Module:
         llm = AutoModelForCausalLM.from_pretrained(cfg.llm_path, dtype=dtype, **kw)
     else:
         llm_cfg = dict(cfg.llm_config)
+        if cfg.vocab is not None:  # one row per kept id + one for the others; EOD at its row
+            eod = cfg.vocab.index(EOD_ID)
+            llm_cfg.update(vocab_size=len(cfg.vocab) + 1, bos_token_id=eod, eos_token_id=eod)
         llm_config = AutoConfig.for_model(llm_cfg.pop("model_type", "qwen2"), **llm_cfg)
         llm = AutoModelForCausalLM.from_config(llm_config, dtype=dtype, **kw)
     llm.requires_grad_(False)

@@ -312,12 +312,17 @@ def test_model_configs_compose_and_build(tmp_path):
                         decoder_layers=1, decoder_attention_heads=6, decoder_ffn_dim=64, vocab_size=8,
                         pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)  # fmt: skip
     WhisperForConditionalGeneration(cfg).save_pretrained(tmp_path / "whisper")
-    demo = instantiate(_compose_model("c2ser_demo", f"model.encoder_init={tmp_path / 'whisper'}"))
+    demo = instantiate(
+        _compose_model(
+            "c2ser_demo", f"model.encoder_init={tmp_path / 'whisper'}", "model.vocab=[11, 13]"
+        )
+    )
+    assert demo.llm.get_input_embeddings().num_embeddings == 4  # 11, 13, EOD + the extra row
     assert demo.encoder.config.d_model == 384
     from hydra.errors import InstantiationException
 
     with pytest.raises(InstantiationException, match="c2ser convert whisper-ct2"):
-        instantiate(_compose_model("c2ser_demo", f"paths.data_dir={tmp_path}"))
+        instantiate(_compose_model("c2ser_demo", f"paths.data_dir={tmp_path}", "model.vocab=null"))
 
 
 def test_official_prompts_verbatim():

@@ -38,7 +38,8 @@ def test_c2ser_configs_name_a_preset_and_hold_no_sizes():
         2,
         tiny_qwen2_config(),
     )
-    demo = preset_config(**model_cfg("c2ser_demo") | {"encoder_init": None})
+    assert model_cfg("c2ser_demo")["vocab"] == "/d/demo/vocab.json"
+    demo = preset_config(**model_cfg("c2ser_demo") | {"encoder_init": None, "vocab": None})
     # c2ser_demo's llm_config adds to the tiny Qwen2 instead of replacing it
     assert demo.llm_config == tiny_qwen2_config(initializer_range=0.125) and demo.encoder_dim == 384
     with pytest.raises(ValueError, match="unknown C2SER preset"):

@@ -31,6 +31,7 @@ from omegaconf import open_dict
 
 from c2ser.data.demo import build_demo_corpus
 from c2ser.data.manifest import read_manifest
+from c2ser.data.vocab import manifest_vocab, write_vocab
 from c2ser.evaluation.metrics import EMOTIONS
 from c2ser.evaluation.parse import parse_emotion
 from c2ser.evaluation.scoring import score_predictions
@@ -112,7 +113,8 @@ def scores(corpus, tmp_path_factory):
         if shuffle not in done:
             root = tmp_path_factory.mktemp("shuffled" if shuffle else "label")
             feats = oracle_features(corpus, root / "feats", shuffle)
-            data = [f"data.manifest={corpus}", f"data.ssl_dir={feats}"]
+            vocab = write_vocab(manifest_vocab(corpus)[0], root / "vocab.json")  # as make demo
+            data = [f"data.manifest={corpus}", f"data.ssl_dir={feats}", f"model.vocab={vocab}"]
             # as many optimiser steps as the demo takes: Stage 1 9 x 70 batches of 4 (here
             # 30 x 21), Stage 2 8 x 35 batches of 8 (here 26 x 11)
             stage1 = run_stage("stage1_demo", root / "stage1", *data, "trainer.max_epochs=30")
