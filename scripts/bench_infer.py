@@ -10,7 +10,8 @@ unpadded utterance alone. Every greedy output must be identical between the two 
 
 Without ``--checkpoint`` the model is ``conf/model/c2ser_tiny`` with its weights re-drawn at unit
 scale: a freshly initialised Qwen2 emits one token forever, which would make the equality check
-vacuous. The result table goes into BENCHMARKS.md (section "Batched inference (C2SER-LLM)").
+vacuous. The result table goes into BENCHMARKS.md, section "Batched inference (C2SER-LLM)" on a
+CPU, "Batched inference (C2SER-LLM, <device name>)" on a GPU.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cli_args = argv if argv is not None else sys.argv[1:]
 
-    from benchmarks import benchmark_provenance, record_benchmark
+    from benchmarks import benchmark_provenance, machine_name, record_benchmark
 
     from c2ser.core.prompts import STAGE1_PROMPT
     from c2ser.data.tokenizer import load_tokenizer
@@ -122,7 +123,11 @@ at most ({tokens} generated), model {model_name}; identical outputs in both mode
 """
     print(md)
     if not args.no_record:
-        print(f"recorded in {record_benchmark('Batched inference (C2SER-LLM)', md)}")
+        # the CPU figures keep their section; another device gets its own beside them
+        section = "Batched inference (C2SER-LLM)"
+        if device.type != "cpu":
+            section = f"Batched inference (C2SER-LLM, {machine_name(args.device)})"
+        print(f"recorded in {record_benchmark(section, md)}")
     return 0
 
 
