@@ -13,8 +13,11 @@ one bootstrap (speakers resampled; 95 % intervals). Sources:
 
 Each system is also compared with the first classifier (the log-mel baseline) by a paired
 bootstrap of UA on the utterances both scored. ``summary.json`` holds
-``{"rows": [{"system", "language": "all"|"en"|"zh", "n", "wa", "ua", "f1", "*_ci", ...}],
-"comparisons": [...]}``; ``summary.md`` the same as a table; one confusion PNG per system.
+``{"rows": [{"system", "language": "all"|"en"|"zh", "n", "wa", "ua", "f1", "*_ci",
+"per_class_recall": {label: recall}, ...}], "comparisons": [...]}`` (recall as a fraction, for
+the labels present in that row's references); ``summary.md`` the same as a table, followed by a
+compact per-class recall table (system x label, all languages: where Stage 3 should lift the
+weak classes Stage 2 leaves, e.g. fear and disgust); one confusion PNG per system.
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
             f"{_pct(r.get('invalid_rate'))} | {_pct(r.get('style_acc'))} | "
             f"{_pct(r.get('transcript_similarity'))} |"
         )
+    lines += recall_table(summary["rows"])
     if summary.get("comparisons"):
         lines += ["", "Paired bootstrap of UA against the reference (same utterances):", ""]
         for c in summary["comparisons"]:
@@ -142,6 +146,30 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         steps = ", ".join(f"{k} {v:.0f} s" for k, v in summary["timings_s"].items())
         lines += ["", f"Steps run this time: {total / 60:.1f} min ({steps})."]
     return "\n".join(lines) + "\n"
+
+
+def recall_table(rows: Sequence[Mapping[str, Any]], language: str = "all") -> list[str]:
+    """Markdown lines of per-class recall in %, one row per system (its ``language`` row), a
+    column per label (the 7 emotions, then any other label met), UA last; ``–`` for a label
+    absent from a system's references. No lines when no row carries ``per_class_recall``."""
+    picked = [r for r in rows if r["language"] == language and r.get("per_class_recall")]
+    if not picked:
+        return []
+    seen = {lab for r in picked for lab in r["per_class_recall"]}
+    labels = [lab for lab in EMOTIONS if lab in seen] + sorted(seen - set(EMOTIONS))
+    where = "all languages" if language == "all" else language
+    lines = [
+        "",
+        f"Per-class recall in % ({where}; per language: `per_class_recall` in summary.json):",
+        "",
+        "| system | " + " | ".join(labels) + " | UA |",
+        "|---|" + "---:|" * (len(labels) + 1),
+    ]
+    for r in picked:
+        recall = r["per_class_recall"]
+        cells = [_pct(recall.get(lab)) for lab in labels]
+        lines.append(f"| {r['system']} | " + " | ".join(cells) + f" | {_pct(r['ua'])} |")
+    return lines
 
 
 def slug(name: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from c2ser.core.labels import EMOTIONS
@@ -76,3 +77,54 @@ def test_written_files(runs, tmp_path):
     md = summary_markdown(s)
     assert "| C2SER Stage 1 | all | 28 | 100.0 [100.0, 100.0] |" in md
     assert "vs log-mel baseline: Δ UA +50.0" in md
+
+
+def test_per_class_recall_in_json_and_markdown(tmp_path):
+    """Issue 16: held-out per-class recall for each system, beside UA (summary.json rows and a
+    system x label table in summary.md), existing fields unchanged."""
+    baseline, stage2, stage3 = tmp_path / "baseline", tmp_path / "s2", tmp_path / "s3"
+    write_rows(baseline / "test_predictions.jsonl", predictions(7))
+    # Stage 2: right on the first 3 of each language's 14 (angry, happy, neutral once each)
+    # and on nothing else; Stage 3 also on the first 10 (all 7 once, angry/happy/neutral twice)
+    for run, correct, name in ((stage2, 3, "C2SER Stage 2"), (stage3, 10, "C2SER Stage 3")):
+        write_rows(run / "predictions.jsonl", predictions(correct))
+        (run / "metrics.json").write_text(json.dumps({"system": {"name": name}}))
+    s = demo_summary([stage2, stage3], {"log-mel baseline": baseline}, n_resamples=10)
+    write_summary(s, tmp_path / "out")
+    rows = json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]
+    by = {(r["system"], r["language"]): r for r in rows}
+    s2, s3 = by["C2SER Stage 2", "all"], by["C2SER Stage 3", "all"]
+    assert set(s2["per_class_recall"]) == set(EMOTIONS)
+    assert s2["per_class_recall"] == {
+        lab: pytest.approx(0.5 if lab in ("angry", "happy", "neutral") else 0.0) for lab in EMOTIONS
+    }
+    assert s3["per_class_recall"]["angry"] == pytest.approx(1.0)
+    assert s3["per_class_recall"]["disgusted"] == pytest.approx(0.5)
+    assert by["C2SER Stage 3", "en"]["per_class_recall"]["fearful"] == pytest.approx(0.5)
+    # the recall of each class averages to UA (all 7 present)
+    assert np.mean(list(s3["per_class_recall"].values())) == pytest.approx(s3["ua"])
+    assert {"system", "language", "n", "wa", "ua", "f1", "ua_ci", "parse_rate"} <= set(s2)
+
+    md = (tmp_path / "out" / "summary.md").read_text()
+    assert "| system | " + " | ".join(EMOTIONS) + " | UA |" in md
+    assert "| C2SER Stage 2 | 50.0 | 50.0 | 50.0 | 0.0 | 0.0 | 0.0 | 0.0 | 21.4 |" in md
+    assert "| C2SER Stage 3 | 100.0 | 100.0 | 100.0 | 50.0 | 50.0 | 50.0 | 50.0 | 71.4 |" in md
+    assert "| log-mel baseline | 50.0 |" in md
+    table = md.split("Per-class recall in % (all languages")[1]
+    assert "| C2SER Stage 2 | en |" not in table  # one row per system: all languages
+
+
+def test_recall_table_marks_absent_labels():
+    rows = [
+        {"system": "a", "language": "all", "ua": 0.5,
+         "per_class_recall": {"angry": 1.0, "sad": 0.0}},
+        {"system": "b", "language": "all", "ua": 1.0, "per_class_recall": {"angry": 1.0}},
+        {"system": "a", "language": "en", "ua": 0.5, "per_class_recall": {"angry": 1.0}},
+    ]  # fmt: skip
+    lines = summary_markdown({"rows": [], "comparisons": []}).splitlines()
+    assert not any("Per-class" in line for line in lines)  # nothing to show, no table
+    from c2ser.evaluation.summary import recall_table
+
+    table = recall_table(rows)
+    assert table[3] == "| system | angry | sad | UA |"
+    assert table[5:] == ["| a | 100.0 | 0.0 | 50.0 |", "| b | 100.0 | – | 100.0 |"]
