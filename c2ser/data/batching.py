@@ -151,6 +151,32 @@ def plan_batches(
     return [*batches, batch] if batch else batches
 
 
+class EpochTagged(Sampler[list[int]]):
+    """Wrap an epoch-seeded batch sampler over ``n`` items so that it yields ``epoch * n + i``
+    for item ``i``: the dataset learns the epoch from the index itself, which reaches DataLoader
+    workers (persistent ones included) where an attribute set on the dataset would not. Epoch-
+    seeded draws per item (training augmentation) then survive a resume."""
+
+    def __init__(self, inner: Sampler[list[int]], n: int) -> None:
+        self.inner, self.n = inner, n
+
+    @property
+    def epoch(self) -> int:
+        return getattr(self.inner, "epoch", 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        offset = self.epoch * self.n
+        for batch in self.inner:
+            yield [offset + i for i in batch]
+
+
 class _SkipFirst(Sampler[list[int]]):
     """Wrap a batch sampler; on the next iteration of ``epoch`` skip its first ``start`` batches.
 

@@ -28,6 +28,7 @@ data layer never imports a model.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,9 @@ from c2ser.core.errors import BadInputError, SkipReport
 from c2ser.core.prompts import prompt_for
 from c2ser.core.tokens import EOD_ID, SSL_ROWS
 from c2ser.data.audio import AudioError, audio_seconds, load_audio
+from c2ser.data.augment import spec_augment
 from c2ser.data.base import SplitDataModule
-from c2ser.data.batching import DynamicBucketSampler, ResumableLoader, pad_batch
+from c2ser.data.batching import DynamicBucketSampler, EpochTagged, ResumableLoader, pad_batch
 from c2ser.data.cot import explicit_target, implicit_target, utterance_language
 from c2ser.data.features import load_feature
 from c2ser.data.manifest import Utterance, read_manifest
@@ -77,6 +79,9 @@ class SFTDataModule(SplitDataModule):
         cot_seed / template_dir: phrasing of targets built from templates (see c2ser.data.cot).
         demo_corpus: kwargs of :func:`c2ser.data.demo.build_demo_corpus` to synthesise a missing
             manifest (the demo job).
+        augment: the official SpecAug + SpecSub of training mels, as keyword arguments of
+            :func:`c2ser.data.augment.spec_augment` (``{}``: the release's settings); None: off.
+            Only the train split is augmented, seeded by (seed, epoch, utterance).
     """
 
     def __init__(
@@ -103,8 +108,10 @@ class SFTDataModule(SplitDataModule):
         skip_bad: bool = False,
         seed: int = 0,
         demo_corpus: dict[str, Any] | None = None,
+        augment: dict[str, int] | None = None,
     ) -> None:
         super().__init__(skip_bad, demo_corpus, manifest)
+        self.augment = None if augment is None else dict(augment)
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {stage}")
         if ssl_dir and ssl_extractor is not None:
@@ -237,12 +244,17 @@ class SFTDataModule(SplitDataModule):
             )
         return feats[:rows]  # official utt_x = the first 10 frames, so frame files work
 
-    def decode(self, row: dict[str, Any]) -> dict[str, Any]:
-        """One sample; a file that became unreadable since setup yields ``error`` (or raises)."""
+    def decode(self, row: dict[str, Any], epoch: int | None = None) -> dict[str, Any]:
+        """One sample, its mel augmented when ``epoch`` is given (training) and ``augment`` is
+        set; a file that became unreadable since setup yields ``error`` (or raises)."""
         sample = {k: row[k] for k in ("id", "emotion", "language", "ssl_path", *_IDS)}
         try:
             wav = load_audio(row["wav"])
-            sample.update(mel=log_mel(wav), ssl=self._ssl(row, wav), error=None)
+            mel = log_mel(wav)
+            if epoch is not None and self.augment is not None:
+                rng = np.random.default_rng([self.seed, epoch, zlib.crc32(row["id"].encode())])
+                mel = spec_augment(mel, rng, **self.augment)
+            sample.update(mel=mel, ssl=self._ssl(row, wav), error=None)
         except BadInputError as e:
             if not self.skip_bad:
                 raise
@@ -309,9 +321,10 @@ class SFTDataModule(SplitDataModule):
             num_replicas=world,
             rank=rank,
         )
+        train = split == "train"
         return ResumableLoader(
-            _Decoded(rows, self.decode),
-            batch_sampler=sampler,
+            _Decoded(rows, self.decode, epochs=train),
+            batch_sampler=EpochTagged(sampler, len(rows)) if train else sampler,
             seed=self.seed,
             collate_fn=self.collate,
             num_workers=self.num_workers,
@@ -328,11 +341,17 @@ class _Decoded(Dataset):
     ``datasets`` table: its transform fingerprinting would pickle the decoder, i.e. the whole
     datamodule with its tokenizer and feature extractor, on every loader creation (seconds)."""
 
-    def __init__(self, rows: list[dict[str, Any]], decode: Callable[[dict], dict]) -> None:
-        self.rows, self.decode = rows, decode
+    def __init__(
+        self, rows: list[dict[str, Any]], decode: Callable[..., dict], epochs: bool = False
+    ) -> None:
+        self.rows, self.decode, self.epochs = rows, decode, epochs
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.decode(self.rows[i])
+        """Row ``i`` (with ``epochs``: row ``i % n`` of epoch ``i // n``, see EpochTagged)."""
+        if not self.epochs:
+            return self.decode(self.rows[i])
+        epoch, i = divmod(i, len(self.rows))
+        return self.decode(self.rows[i], epoch)
