@@ -12,9 +12,12 @@
 #             random paper-shape C2SER (Whisper-medium-shaped encoder, 4-block connector,
 #             Qwen2-7B-shaped LLM, LoRA), plain and DeepSpeed ZeRO-2: step time, tokens/s, MFU,
 #             peak memory -> "C2SER Stage 1 training step (<GPU>)"
+#   stage1_05b  (opt-in, not in the default run) the same with a Qwen2-0.5B-shaped LLM, the
+#             size issue 15 item 8 names; its rows join the same section (about 1 more minute)
 #
 # Usage:
-#   scripts/gpu_check.sh                  # all four steps (expected 4-6 min on an H100/H200)
+#   scripts/gpu_check.sh                  # the four default steps (estimated 4-6 min on an
+#                                         # H100/H200; not yet run on one)
 #   scripts/gpu_check.sh stage1 pipeline  # only these steps (e.g. a rerun after a fix)
 #   scripts/gpu_check.sh --dry-run        # tiny sizes on the CPU, BENCHMARKS.md untouched
 #                                         # (checks this script on any machine)
@@ -40,9 +43,9 @@ STEPS=()
 for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY=1 ;;
-    extract|infer|pipeline|stage1) STEPS+=("$arg") ;;
+    extract|infer|pipeline|stage1|stage1_05b) STEPS+=("$arg") ;;
     -h|--help) awk 'NR > 1 && /^set -euo/ {exit} NR > 1' "$0"; exit 0 ;;
-    *) echo "gpu_check: unknown argument '$arg' (steps: extract infer pipeline stage1; --dry-run)" >&2; exit 2 ;;
+    *) echo "gpu_check: unknown argument '$arg' (steps: extract infer pipeline stage1 stage1_05b; --dry-run)" >&2; exit 2 ;;
   esac
 done
 [ ${#STEPS[@]} -eq 0 ] && STEPS=(extract infer pipeline stage1)
@@ -136,8 +139,8 @@ for s in "${STEPS[@]}"; do
                --max-new-tokens 4 --no-record ;;
       pipeline) step pipeline 900 "$PYTHON" scripts/bench_pipeline.py --device cpu --n 2 \
                   --batch-size 2 --max-new-tokens 4 --official-max-new-tokens 4 --no-record ;;
-      stage1) step stage1 900 "$PYTHON" scripts/bench_stage1_step.py --device cpu --preset tiny \
-                --steps 2 --results "$RUN_DIR/stage1_step.json" \
+      stage1|stage1_05b) step "$s" 900 "$PYTHON" scripts/bench_stage1_step.py --device cpu \
+                --preset tiny --steps 2 --results "$RUN_DIR/stage1_step.json" \
                 --benchmarks-file "$RUN_DIR/stage1_step.md" ;;
     esac
   else
@@ -149,6 +152,8 @@ for s in "${STEPS[@]}"; do
                   --batch-size 32 --official-max-new-tokens 62 ;;
       stage1) step stage1 240 "$PYTHON" scripts/bench_stage1_step.py --device cuda --preset 7b \
                 --strategy both --results "$RUN_DIR/stage1_step.json" ;;
+      stage1_05b) step stage1_05b 150 "$PYTHON" scripts/bench_stage1_step.py --device cuda \
+                    --preset 0.5b --strategy both --results "$RUN_DIR/stage1_step.json" ;;
     esac
   fi
 done
