@@ -115,9 +115,10 @@ def scores(corpus, tmp_path_factory):
             feats = oracle_features(corpus, root / "feats", shuffle)
             vocab = write_vocab(manifest_vocab(corpus)[0], root / "vocab.json")  # as make demo
             data = [f"data.manifest={corpus}", f"data.ssl_dir={feats}", f"model.vocab={vocab}"]
-            # as many optimiser steps as the demo takes: Stage 1 9 x 70 batches of 4 (here
-            # 30 x 21), Stage 2 8 x 35 batches of 8 (here 26 x 11)
-            stage1 = run_stage("stage1_demo", root / "stage1", *data, "trainer.max_epochs=30")
+            # as many optimiser steps as the demo takes: Stage 1 27 x 70 batches of 4 (here
+            # 90 x 21), Stage 2 8 x 35 batches of 8 (here 26 x 11)
+            stage1 = run_stage("stage1_demo", root / "stage1", *data, "trainer.max_epochs=90",
+                               "trainer.check_val_every_n_epoch=30")  # fmt: skip
             stage2 = run_stage("stage2_demo", root / "stage2", *data,
                                f"task.init_from={stage1}", "trainer.max_epochs=26")  # fmt: skip
             done[shuffle] = {
