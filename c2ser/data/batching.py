@@ -151,14 +151,10 @@ def plan_batches(
     return [*batches, batch] if batch else batches
 
 
-class EpochTagged(Sampler[list[int]]):
-    """Wrap an epoch-seeded batch sampler over ``n`` items so that it yields ``epoch * n + i``
-    for item ``i``: the dataset learns the epoch from the index itself, which reaches DataLoader
-    workers (persistent ones included) where an attribute set on the dataset would not. Epoch-
-    seeded draws per item (training augmentation) then survive a resume."""
+class _Wrapped(Sampler[list[int]]):
+    """A batch sampler around ``inner`` with its length, epoch and ``set_epoch``."""
 
-    def __init__(self, inner: Sampler[list[int]], n: int) -> None:
-        self.inner, self.n = inner, n
+    inner: Sampler[list[int]]
 
     @property
     def epoch(self) -> int:
@@ -171,13 +167,23 @@ class EpochTagged(Sampler[list[int]]):
     def __len__(self) -> int:
         return len(self.inner)  # type: ignore[arg-type]
 
+
+class EpochTagged(_Wrapped):
+    """Wrap an epoch-seeded batch sampler over ``n`` items so that it yields ``epoch * n + i``
+    for item ``i``: the dataset learns the epoch from the index itself, which reaches DataLoader
+    workers (persistent ones included) where an attribute set on the dataset would not. Epoch-
+    seeded draws per item (training augmentation) then survive a resume."""
+
+    def __init__(self, inner: Sampler[list[int]], n: int) -> None:
+        self.inner, self.n = inner, n
+
     def __iter__(self) -> Iterator[list[int]]:
         offset = self.epoch * self.n
         for batch in self.inner:
             yield [offset + i for i in batch]
 
 
-class _SkipFirst(Sampler[list[int]]):
+class _SkipFirst(_Wrapped):
     """Wrap a batch sampler; on the next iteration of ``epoch`` skip its first ``start`` batches.
 
     Skipping happens on index lists, so resumed batches cost no audio decoding. ``len`` stays the
@@ -192,17 +198,6 @@ class _SkipFirst(Sampler[list[int]]):
     def __init__(self, inner: Sampler[list[int]]) -> None:
         self.inner, self.resume_at = inner, (None, 0)
         self.sampler = self
-
-    @property
-    def epoch(self) -> int:
-        return getattr(self.inner, "epoch", 0)
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.inner, "set_epoch"):
-            self.inner.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.inner)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[list[int]]:
         (epoch, start), self.resume_at = self.resume_at, (None, 0)
