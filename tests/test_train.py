@@ -157,6 +157,8 @@ def test_task_hyperparameters_are_plain_python():
             cfg.task.init_from = None
         if cfg.model.get("encoder_init"):  # the demo's Whisper tiny.en: converted by make demo
             cfg.model.encoder_init = None
+        if cfg.model.get("vocab"):  # the demo's corpus vocabulary: written by make demo
+            cfg.model.vocab = None
         if cfg.model.get("preset") == "7b":  # paper sizes need a local Qwen2-7B: a tiny stand-in
             cfg.model.preset, cfg.model.llm_path = "tiny", None
         task = instantiate_task(cfg.task, instantiate(cfg.model, **sizes.get(experiment, {})))
