@@ -521,16 +521,21 @@ def _read_vocab(path: str | os.PathLike) -> list[int]:
     """``model.vocab`` given as a path: the JSON list of :func:`c2ser.data.vocab.write_vocab`."""
     import json
 
+    from c2ser.core.errors import BadInputError
+
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(
+        raise BadInputError(
             f"model.vocab={p}: not found. Build it from the training manifest with `c2ser vocab "
             f"--manifest MANIFEST --out {p}` (make demo does for the demo corpus), or set "
             "model.vocab=null for the tokenizer's whole vocabulary"
         )
-    vocab = json.loads(p.read_text())
+    try:
+        vocab = json.loads(p.read_text())
+    except ValueError:
+        vocab = None
     if not (isinstance(vocab, list) and vocab and all(isinstance(i, int) for i in vocab)):
-        raise ValueError(f"model.vocab={p}: expected a JSON list of token ids")
+        raise BadInputError(f"model.vocab={p}: expected a JSON list of token ids")
     return vocab
 
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from c2ser.cli.main import main as cli
+from c2ser.core.errors import BadInputError
 from c2ser.core.labels import EMOTIONS
 from c2ser.core.prompts import PARAPHRASES
 from c2ser.core.tokens import EOD_ID
@@ -144,11 +145,12 @@ def test_cli_writes_what_the_model_reads(tmp_path, capsys):
 
 
 def test_bad_vocabularies_are_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="c2ser vocab --manifest"):
+    with pytest.raises(BadInputError, match="c2ser vocab --manifest"):
         C2SERConfig(llm_config={}, vocab=str(tmp_path / "missing.json"))
-    (tmp_path / "bad.json").write_text('{"a": 1}')
-    with pytest.raises(ValueError, match="JSON list of token ids"):
-        C2SERConfig(llm_config={}, vocab=str(tmp_path / "bad.json"))
+    for text in ('{"a": 1}', "[1, 2"):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(BadInputError, match="JSON list of token ids"):
+            C2SERConfig(llm_config={}, vocab=str(tmp_path / "bad.json"))
     with pytest.raises(ValueError, match="keeps 3 token ids but the LLM has 151936 rows"):
         make_tiny_c2ser(
             scramble=False, llm_path=str(make_tiny_qwen2(tmp_path / "qwen")), llm_config=None,
