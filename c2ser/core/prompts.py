@@ -8,7 +8,9 @@ comment calls the Stage 2 prompt "stage1"; the README and the task names below h
 ``PARAPHRASES`` holds rewordings of each stage's prompt for the stability evaluation (the paper
 claims answers that are stable across prompts as well as across samples). Paraphrase 0 is the
 official prompt; the others are ours, ask for the same things in the same order, and are never
-used in training.
+used in training. ``TRAINING_PARAPHRASES`` holds a disjoint set of rewordings that training may
+draw from (``data.prompt_paraphrase``), so that a model can learn that wording does not matter
+while the evaluation's paraphrases stay unseen.
 """
 
 from __future__ import annotations
@@ -40,6 +42,41 @@ PARAPHRASES: dict[int, tuple[str, ...]] = {
         "speaker.",
         "Based on the speaking style and content of this speech, directly provide the speaker's "
         "emotion.",
+    ),
+}
+
+# training-only rewordings (data.prompt_paraphrase); disjoint from PARAPHRASES, which evaluate
+TRAINING_PARAPHRASES: dict[int, tuple[str, ...]] = {
+    1: (
+        "Describe the speaking style and the content of this speech, and the emotional state of "
+        "its speaker.",
+        "Please describe how the speaker talks, what the speech says, and how the speaker feels.",
+        "Tell me about this speech: its speaking style, its content, and the speaker's emotional "
+        "state.",
+        "Analyse this speech: first its speaking style, then its content, then the speaker's "
+        "emotional state.",
+        "Explain the speaking style of this speech, summarise its content, and describe the "
+        "speaker's emotion.",
+        "Characterise the delivery and the content of this speech, then describe the emotional "
+        "state of the speaker.",
+    ),
+    2: (
+        "Think about the speaking style and the content, then directly tell me the speaker's "
+        "emotion in this speech.",
+        "From the way this speech is delivered and what it says, name the speaker's emotion "
+        "directly.",
+        "Using the speaking style and the content of this speech, directly report the emotion of "
+        "the speaker.",
+        "What emotion does the speaker express in this speech? Consider the speaking style and "
+        "content, and answer directly.",
+        "Directly identify the speaker's emotion in this speech, taking its speaking style and "
+        "content into consideration.",
+        "Pay attention to the speaking style and content of this speech and directly provide the "
+        "speaker's emotional state.",
+        "Given the tone of delivery and the words spoken, directly state which emotion the "
+        "speaker shows in this speech.",
+        "Please weigh the speaking style and the content, and give the speaker's emotion in this "
+        "speech directly.",
     ),
 }
 

@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from c2ser.core.errors import BadInputError, SkipReport
-from c2ser.core.prompts import prompt_for
+from c2ser.core.prompts import TRAINING_PARAPHRASES, prompt_for
 from c2ser.core.tokens import EOD_ID, SSL_ROWS
 from c2ser.data.audio import AudioError, audio_seconds, load_audio
 from c2ser.data.augment import spec_augment
@@ -82,6 +82,10 @@ class SFTDataModule(SplitDataModule):
         augment: the official SpecAug + SpecSub of training mels, as keyword arguments of
             :func:`c2ser.data.augment.spec_augment` (``{}``: the release's settings); None: off.
             Only the train split is augmented, seeded by (seed, epoch, utterance).
+        prompt_paraphrase: the share of training samples whose prompt (of each pair) is one of
+            the training-only rewordings :data:`~c2ser.core.prompts.TRAINING_PARAPHRASES`
+            instead of the official prompt, drawn per (seed, epoch, utterance); validation and
+            test keep the official prompt. 0: off. Budgets and filters count the longest prompt.
     """
 
     def __init__(
@@ -109,9 +113,13 @@ class SFTDataModule(SplitDataModule):
         seed: int = 0,
         demo_corpus: dict[str, Any] | None = None,
         augment: dict[str, int] | None = None,
+        prompt_paraphrase: float = 0.0,
     ) -> None:
         super().__init__(skip_bad, demo_corpus, manifest)
         self.augment = None if augment is None else dict(augment)
+        if not 0.0 <= prompt_paraphrase <= 1.0:
+            raise ValueError(f"prompt_paraphrase must be in [0, 1], got {prompt_paraphrase}")
+        self.prompt_paraphrase = prompt_paraphrase
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {stage}")
         if ssl_dir and ssl_extractor is not None:
@@ -133,7 +141,7 @@ class SFTDataModule(SplitDataModule):
         self.num_workers, self.seed = num_workers, seed
         self.splits: dict[str, list[Utterance]] = {}
         self.report = SkipReport()
-        self._prompt_ids: dict[int, list[int]] = {}
+        self._prompt_ids: dict[tuple[int, int], list[int]] = {}
 
     @property
     def tokenizer(self) -> Any:
@@ -160,10 +168,21 @@ class SFTDataModule(SplitDataModule):
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def prompt_ids(self, stage: int) -> list[int]:
-        if stage not in self._prompt_ids:
-            self._prompt_ids[stage] = self._encode(prompt_for(stage))
-        return self._prompt_ids[stage]
+    def prompt_ids(self, stage: int, paraphrase: int = -1) -> list[int]:
+        """The official prompt's ids (-1), or those of training rewording ``paraphrase``."""
+        key = (stage, paraphrase)
+        if key not in self._prompt_ids:
+            text = prompt_for(stage) if paraphrase < 0 else TRAINING_PARAPHRASES[stage][paraphrase]
+            self._prompt_ids[key] = self._encode(text)
+        return self._prompt_ids[key]
+
+    def _prompt_len(self, stage: int) -> int:
+        """The longest prompt a sample of ``stage`` can get (budgets, filters)."""
+        options = range(-1, len(TRAINING_PARAPHRASES[stage]) if self.prompt_paraphrase else 0)
+        return max(len(self.prompt_ids(stage, i)) for i in options)
+
+    def _stage_of(self, prefix: str) -> int:
+        return self.stage if prefix == "" else 1
 
     def prepare_utterance(self, utt: Utterance) -> dict[str, Any]:
         """Token ids, frame count and feature path of one utterance, after the official filters.
@@ -193,7 +212,7 @@ class SFTDataModule(SplitDataModule):
                     f"{utt.id}: target too long: {len(target)} tokens > "
                     f"max_target_tokens={self.max_target_tokens}"
                 )
-            seq = len(prompt) + math.ceil(frames / FRAMES_PER_TOKEN) + len(target)
+            seq = self._prompt_len(stage) + math.ceil(frames / FRAMES_PER_TOKEN) + len(target)
             if seq > self.max_seq_tokens:
                 raise BadInputError(
                     f"{utt.id}: sequence too long: {seq} tokens > max_seq_tokens={self.max_seq_tokens}"
@@ -248,6 +267,8 @@ class SFTDataModule(SplitDataModule):
         """One sample, its mel augmented when ``epoch`` is given (training) and ``augment`` is
         set; a file that became unreadable since setup yields ``error`` (or raises)."""
         sample = {k: row[k] for k in ("id", "emotion", "language", "ssl_path", *_IDS)}
+        if epoch is not None and self.prompt_paraphrase:
+            sample.update(self._paraphrased(row, epoch))
         try:
             wav = load_audio(row["wav"])
             mel = log_mel(wav)
@@ -260,6 +281,17 @@ class SFTDataModule(SplitDataModule):
                 raise
             sample.update(mel=None, ssl=None, error=str(e))
         return sample
+
+    def _paraphrased(self, row: dict[str, Any], epoch: int) -> dict[str, list[int]]:
+        """The prompts of ``row`` that this epoch rewords (``prompt_paraphrase``)."""
+        rng = np.random.default_rng([self.seed, epoch, zlib.crc32(row["id"].encode()), 1])
+        out = {}
+        for prefix in _PAIRS:
+            stage = self._stage_of(prefix)
+            draw, pick = rng.random(), int(rng.integers(len(TRAINING_PARAPHRASES[stage])))
+            if row[f"{prefix}prompt_ids"] is not None and draw < self.prompt_paraphrase:
+                out[f"{prefix}prompt_ids"] = self.prompt_ids(stage, pick)
+        return out
 
     @staticmethod
     def collate(samples: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -295,7 +327,7 @@ class SFTDataModule(SplitDataModule):
         if not self.max_tokens:
             return frames
         text = max(
-            len(e[f"{p}prompt_ids"]) + len(e[f"{p}target_ids"])
+            self._prompt_len(self._stage_of(p)) + len(e[f"{p}target_ids"])
             for p in _PAIRS
             if e.get(f"{p}prompt_ids")
         )

@@ -29,7 +29,7 @@ import yaml
 from c2ser.core.errors import BadInputError
 from c2ser.core.io import atomic_write_text
 from c2ser.core.labels import EMOTIONS
-from c2ser.core.prompts import PARAPHRASES
+from c2ser.core.prompts import PARAPHRASES, TRAINING_PARAPHRASES
 from c2ser.core.tokens import EOD_ID, IM_END_ID, IM_START_ID
 from c2ser.data.cot import TEMPLATE_DIR, explicit_target, implicit_target
 from c2ser.data.manifest import Utterance, read_manifest
@@ -55,11 +55,11 @@ def _template_texts(template_dir: str | None) -> Iterable[str]:
 def corpus_texts(
     utts: Iterable[Utterance], cot_seed: int = 0, template_dir: str | None = None
 ) -> list[str]:
-    """What a C2SER trained on ``utts`` reads and writes: every stage's prompts (paraphrases
-    included), each utterance's transcript and Stage 1 / Stage 2 targets (the manifest's, else
-    the templates'), the answer sentence of every label in both languages, and the template
+    """What a C2SER trained on ``utts`` reads and writes: every stage's prompts (both sets of
+    paraphrases included), each utterance's transcript and Stage 1 / Stage 2 targets (the
+    manifest's, else the templates'), the answer sentence of every label in both languages, and the template
     strings, each also lower-cased (``data.lowercase_english``)."""
-    texts = [p for stage in PARAPHRASES.values() for p in stage]
+    texts = [p for table in (PARAPHRASES, TRAINING_PARAPHRASES) for s in table.values() for p in s]
     for lang in ("en", "zh"):
         texts += [
             implicit_target(Utterance("", "", emotion=e, language=lang), template_dir)

@@ -191,3 +191,43 @@ def test_dynamic_batching_budget(corpus):
     for b in batches(dm):
         seq = [len(p) + len(t) for p, t in zip(b["prompt_ids"], b["target_ids"])]
         assert len(b["id"]) == 1 or len(b["id"]) * max(seq) <= 150
+
+
+def test_training_paraphrases_per_epoch_and_disjoint_from_evaluation(corpus):
+    """``prompt_paraphrase`` rewords training prompts only, drawn per (seed, epoch, utterance),
+    from a set the evaluation's paraphrases never appear in."""
+    from c2ser.core.prompts import PARAPHRASES, TRAINING_PARAPHRASES
+
+    manifest, _ = corpus
+    tok = load_tokenizer()
+    official = tok.encode(STAGE2_PROMPT, add_special_tokens=False)
+    for stage in (1, 2):
+        assert not set(TRAINING_PARAPHRASES[stage]) & set(PARAPHRASES[stage])
+    encoded = {
+        s: {tuple(tok.encode(p, add_special_tokens=False)) for p in TRAINING_PARAPHRASES[s]}
+        for s in (1, 2)
+    }
+    dm = make(manifest, stage=2, keep_explicit=True, prompt_paraphrase=1.0)
+    loader = dm.dataloader("train", shuffle=True)
+
+    def prompts(epoch):
+        loader.batch_sampler.set_epoch(epoch)
+        (batch,) = list(loader)
+        assert {tuple(p) for p in batch["prompt_ids"]} <= encoded[2]
+        assert {tuple(p) for p in batch["explicit_prompt_ids"]} <= encoded[1]
+        return dict(zip(batch["id"], map(tuple, batch["prompt_ids"])))
+
+    epochs = [prompts(e) for e in range(3)]
+    assert epochs[0] != epochs[1] or epochs[1] != epochs[2]  # redrawn per epoch
+    assert prompts(1) == epochs[1]  # a resumed epoch draws the same prompts
+    (val,) = batches(dm, "val")
+    assert all(p == official for p in val["prompt_ids"])
+    off = make(manifest, stage=2)
+    assert all(p == official for p in batches(off)[0]["prompt_ids"])
+    # budgets count the longest prompt a sample can get
+    longest = max(map(len, encoded[2]))
+    assert longest > len(official)
+    u = dm.splits["train"][0]
+    assert dm._cost(u) - off._cost(off.splits["train"][0]) >= 0
+    with pytest.raises(ValueError, match="prompt_paraphrase"):
+        make(manifest, prompt_paraphrase=1.5)
