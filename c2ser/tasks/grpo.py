@@ -2,7 +2,8 @@
 
 Each training step, for every utterance of the batch:
 
-1. **Rollout.** ``group_size`` (G) answers are sampled to the Stage 2 prompt in one batched
+1. **Rollout.** ``group_size`` (G) answers are sampled to the batch's prompt (the Stage 2 prompt,
+   or with ``data.prompt_paraphrase`` a training-only rewording of it) in one batched
    ``C2SER.generate`` call (KV cache; each row repeated G times; ``temperature``, ``top_p``,
    ``top_k``), seeded by (seed, step, batch, rank) so that a resumed run draws the same answers.
 2. **Reward** (:class:`~c2ser.tasks.reward.EmotionReward`): the parsed label against the
