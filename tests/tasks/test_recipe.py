@@ -11,7 +11,8 @@ the prompt or the label prior. Only the size changes for speed: the Whisper path
 Marked slow: about 4 minutes per feature variant on 2 cores (each test may take two variants'
 training, hence the longer timeout). Measured 2026-12-01 with the demo's 1890-step Stage 1
 (chain of thought with 30 % implicit rows) and corpus vocabulary: all three pass, 7.5 minutes in
-all (`pytest -m slow tests/tasks/test_recipe.py`). Earlier: at the 216-step CoT-only Stage 1 its
+all (`pytest -m slow tests/tasks/test_recipe.py`); with Stage 2's reworded prompts (session 5),
+4.6 minutes. Earlier: at the 216-step CoT-only Stage 1 its
 CoT stated the features' emotion only 0.31-0.43 of the time (docs/demo_recipe.md); shuffled 0.10
 for both stages. With the speech path cut (``C2SER.encode_speech`` returning zeros) no answer can depend on
 the features, so the Stage 2 test cannot pass; the shuffled control shows that nothing else
